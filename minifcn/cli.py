@@ -1,0 +1,92 @@
+"""The ``minifcn`` command: one entry point, one subcommand per job.
+
+Every subcommand takes ``--device cpu|gpu`` (default: ``$MINIFCN_DEVICE``, else cpu).
+Errors a user can fix (a missing file, a bad shape, no GPU) are printed as one line and
+give exit status 1; nothing is left half-written.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .backend import DeviceError, resolve_device
+
+
+def _cmd_gradcheck(args):
+    from .gradcheck_report import format_table, run_gradcheck
+
+    extra = []
+    if args.models:
+        from .models.gradcheck_cases import model_cases
+
+        extra = model_cases()
+    rows = run_gradcheck(extra)
+    print(format_table(rows))
+    return 0 if all(r[3] for r in rows) else 1
+
+
+def _add_gradcheck(sub):
+    p = sub.add_parser(
+        "gradcheck", help="check every layer's backward against numerical gradients",
+        description="Run every op's forward and backward on small random float64 arrays and "
+                    "compare each gradient with central differences. Exits non-zero if any "
+                    "relative error reaches 1e-7.")
+    p.add_argument("--no-models", dest="models", action="store_false",
+                   help="skip the whole-network rows (narrow FCN-32s/16s/8s)")
+    p.set_defaults(func=_cmd_gradcheck)
+
+
+def _optional_parsers():
+    """Subcommands whose modules may be absent in a partial install stay out of the way."""
+    hooks = []
+    for module, names in [
+        ("minifcn.models.describe", ["add_describe_parser"]),
+        ("minifcn.weights.cli", ["add_convert_parser", "add_download_parser"]),
+        ("minifcn.figures", ["add_figures_parser"]),
+        ("minifcn.train.cli", ["add_demo_parser", "add_train_parser", "add_evaluate_parser",
+                               "add_predict_parser"]),
+    ]:
+        try:
+            mod = __import__(module, fromlist=names)
+        except ImportError:
+            continue
+        hooks.extend(getattr(mod, n) for n in names if hasattr(mod, n))
+    return hooks
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="minifcn",
+        description="FCN semantic segmentation written by hand in NumPy/CuPy.")
+    parser.add_argument("--device", default=None, choices=["cpu", "gpu"],
+                        help="where arrays live (default: $MINIFCN_DEVICE, else cpu)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_gradcheck(sub)
+    for add in _optional_parsers():
+        add(sub)
+    for p in sub.choices.values():  # --device is accepted after the subcommand too
+        if not any("--device" in a.option_strings for a in p._actions):
+            p.add_argument("--device", default=argparse.SUPPRESS, choices=["cpu", "gpu"],
+                           help="where arrays live (default: $MINIFCN_DEVICE, else cpu)")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        args.device = resolve_device(args.device)
+        return int(args.func(args) or 0)
+    except (DeviceError, FileNotFoundError, ValueError) as exc:
+        print(f"minifcn {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"minifcn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Transposed convolution: the transpose of a convolution, as code.
+
+Write a convolution of a ``C_out x H x W`` image to a ``C_in x h x w`` map as a matrix ``C``
+acting on the flattened image. A transposed convolution multiplies by ``C^T``: it takes a
+``C_in x h x w`` map back to a ``C_out x H x W`` image. Since the gradient of ``y = C x`` with
+respect to ``x`` is ``C^T dy``, the transposed convolution's forward pass *is* the
+convolution's input-gradient pass, and its backward pass *is* the convolution's forward::
+
+    forward:   cols = weight2d.T @ x ;  out = col2im(cols)        (conv's backward-data)
+    backward:  dx = weight2d @ im2col(dout)                        (conv's forward)
+               dweight = conv_weight_grad(x, im2col(dout))         (shared with conv2d)
+
+The weight has layout ``(C_in, C_out, kh, kw)`` (Caffe and PyTorch): read as a convolution
+weight ``(out, in, kh, kw)`` it is exactly the convolution whose transpose this is, a
+convolution from ``C_out`` to ``C_in`` channels.
+
+Nothing is inverted: ``C^T`` is not ``C^{-1}``. It only restores the *shape* of the
+convolution's input (and, for a bilinear kernel, a smooth upsampling of the values).
+"""
+from __future__ import annotations
+
+from ..backend import get_array_module
+from ._util import check_float, check_input, check_same_dtype, pair, transposed_output_size
+from .conv import conv_weight_grad
+from .im2col import col2im, im2col
+
+
+def check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, name):
+    """Validate arguments; return ``(kh, kw, sh, sw, ph, pw, oph, opw, out_h, out_w)``."""
+    check_input(x, name)
+    if getattr(weight, "ndim", None) != 4:
+        raise ValueError(
+            f"{name}: weight must be 4-D (C_in, C_out, kh, kw), got shape {tuple(weight.shape)}"
+        )
+    check_float(weight, name, "weight")
+    check_same_dtype(name, input=x, weight=weight, bias=bias)
+    c_in, c_out, kh, kw = weight.shape
+    if x.shape[1] != c_in:
+        raise ValueError(
+            f"{name}: input {tuple(x.shape)} has {x.shape[1]} channels but weight "
+            f"{tuple(weight.shape)} (C_in, C_out, kh, kw) expects {c_in}"
+        )
+    if bias is not None and tuple(bias.shape) != (c_out,):
+        raise ValueError(f"{name}: bias shape {tuple(bias.shape)} does not match ({c_out},)")
+    sh, sw = pair(stride, "stride")
+    ph, pw = pair(padding, "padding")
+    oph, opw = pair(output_padding, "output_padding")
+    if sh < 1 or sw < 1 or ph < 0 or pw < 0:
+        raise ValueError(f"{name}: stride must be >= 1 and padding >= 0, got {stride}, {padding}")
+    if not (0 <= oph < sh and 0 <= opw < sw):
+        raise ValueError(f"{name}: output_padding {output_padding} must be in [0, stride)")
+    h, w = x.shape[2:]
+    out_h = transposed_output_size(h, kh, sh, ph, oph)
+    out_w = transposed_output_size(w, kw, sw, pw, opw)
+    if out_h < 1 or out_w < 1:
+        raise ValueError(
+            f"{name}: output would be {out_h}x{out_w} for input {tuple(x.shape)}, kernel "
+            f"{kh}x{kw}, stride {(sh, sw)}, padding {(ph, pw)}"
+        )
+    return kh, kw, sh, sw, ph, pw, oph, opw, out_h, out_w
+
+
+def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_padding=0,
+                             name="conv_transpose2d"):
+    """Transposed convolution (a.k.a. "deconvolution", fractionally strided convolution).
+
+    Parameters
+    ----------
+    x : array, shape (N, C_in, H, W)
+    weight : array, shape (C_in, C_out, kh, kw)
+    bias : array, shape (C_out,), or None
+    stride, padding : int or (int, int)
+        Those of the convolution this is the transpose of.
+    output_padding : int or (int, int)
+        Extra rows/columns added at the bottom/right (``0 <= output_padding < stride``). A
+        strided convolution maps several input sizes to one output size; this picks which
+        of them to return.
+
+    Returns
+    -------
+    out : array, shape (N, C_out, H_out, W_out)
+    cache : tuple
+
+    Notes
+    -----
+    ``H_out = stride*(H - 1) + kh - 2*padding + output_padding``, likewise ``W_out``.
+    """
+    kh, kw, sh, sw, ph, pw, oph, opw, out_h, out_w = check_conv_transpose_args(
+        x, weight, bias, stride, padding, output_padding, name)
+    n, c_in, h, w = x.shape
+    c_out = weight.shape[1]
+    x2d = x.reshape(n, c_in, h * w)  # (N, C_in, H*W)
+    w2d = weight.reshape(c_in, c_out * kh * kw)  # (C_in, C_out*kh*kw)
+    cols = w2d.T @ x2d  # (N, C_out*kh*kw, H*W): each input pixel's scaled kernel
+    out = col2im(cols, (n, c_out, out_h, out_w), (kh, kw), (sh, sw), (ph, pw))
+    if bias is not None:
+        out += bias[:, None, None]
+    cache = (x2d, weight, bias is not None, (sh, sw), (ph, pw), (h, w))
+    return out, cache
+
+
+def conv_transpose2d_backward(dout, cache):
+    """Gradients of :func:`conv_transpose2d_forward`.
+
+    Parameters
+    ----------
+    dout : array, shape (N, C_out, H_out, W_out)
+
+    Returns
+    -------
+    dx : array, shape (N, C_in, H, W)
+    dweight : array, shape (C_in, C_out, kh, kw)
+    dbias : array, shape (C_out,), or None
+    """
+    x2d, weight, has_bias, stride, padding, (h, w) = cache
+    n, c_in = x2d.shape[:2]
+    kh, kw = weight.shape[2:]
+    # im2col of the output gradient reads exactly the windows the forward scattered into
+    # (H*W of them); output_padding rows lie outside every window and drop out here.
+    dcols = im2col(dout, (kh, kw), stride, padding)  # (N, C_out*kh*kw, H*W)
+    dx = (weight.reshape(c_in, -1) @ dcols).reshape(n, c_in, h, w)
+    dweight = conv_weight_grad(x2d, dcols).reshape(weight.shape)
+    dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
+    return dx, dweight, dbias
+
+
+def conv_transpose2d_naive(x, weight, bias=None, stride=1, padding=0, output_padding=0):
+    """Loop twin: every input pixel adds its value times the kernel into the output."""
+    xp = get_array_module(x)
+    n, c_in, h, w = x.shape
+    _, c_out, kh, kw = weight.shape
+    sh, sw = pair(stride)
+    ph, pw = pair(padding)
+    oph, opw = pair(output_padding)
+    out_h = transposed_output_size(h, kh, sh, ph, oph)
+    out_w = transposed_output_size(w, kw, sw, pw, opw)
+    full = xp.zeros((n, c_out, sh * (h - 1) + kh + oph, sw * (w - 1) + kw + opw), dtype=x.dtype)
+    for b in range(n):
+        for c in range(c_in):
+            for i in range(h):
+                for j in range(w):
+                    full[b, :, i * sh:i * sh + kh, j * sw:j * sw + kw] += x[b, c, i, j] * weight[c]
+    out = full[:, :, ph:ph + out_h, pw:pw + out_w]
+    if bias is not None:
+        out = out + bias[:, None, None]
+    return out

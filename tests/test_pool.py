@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+
+from minifcn.gradcheck import numerical_gradient, rel_error, well_separated
+from minifcn.ops import (conv_output_size, max_pool2d_backward, max_pool2d_backward_naive,
+                         max_pool2d_forward, max_pool2d_naive)
+
+CONFIGS = [  # (shape, kernel, stride, padding, ceil_mode)
+    ((2, 3, 7, 9), 2, 2, 0, True),
+    ((2, 3, 7, 9), 2, 2, 0, False),
+    ((1, 2, 8, 5), 3, 2, 1, True),
+    ((3, 1, 9, 11), 3, 2, 1, False),
+    ((2, 2, 10, 7), (3, 2), (2, 3), (1, 0), True),
+    ((1, 3, 5, 5), 3, 1, 1, False),
+    ((2, 2, 1, 1), 2, 2, 0, True),  # a 1x1 map: ceil keeps one window
+    ((1, 1, 13, 6), 2, 2, 0, True),
+]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=str)
+def test_pool_matches_loop_twin(cfg):
+    shape, k, s, p, ceil = cfg
+    x = np.random.default_rng(0).standard_normal(shape)
+    out, cache = max_pool2d_forward(x, k, s, p, ceil)
+    np.testing.assert_array_equal(out, max_pool2d_naive(x, k, s, p, ceil))
+    dout = np.random.default_rng(1).standard_normal(out.shape)
+    np.testing.assert_allclose(max_pool2d_backward(dout, cache),
+                               max_pool2d_backward_naive(dout, x, k, s, p, ceil), atol=1e-14)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=str)
+def test_pool_gradient_float64(cfg):
+    shape, k, s, p, ceil = cfg
+    x = well_separated(np.random.default_rng(2), shape)  # no near-ties for the step to cross
+    out, cache = max_pool2d_forward(x, k, s, p, ceil)
+    dout = np.random.default_rng(3).standard_normal(out.shape)
+    numeric = numerical_gradient(lambda: max_pool2d_forward(x, k, s, p, ceil)[0], x, dout)
+    assert rel_error(numeric, max_pool2d_backward(dout, cache)) < 1e-7
+
+
+def test_ceil_rounding_pools_the_overhang():
+    # 5 columns, 2x2 stride 2: floor gives 2 windows, ceil 3; the third pools column 4 alone
+    x = np.array([[[[1.0, 2, 3, 4, 9], [5, 6, 7, 8, -1]]]])
+    floor_out, _ = max_pool2d_forward(x, 2, 2, 0, ceil_mode=False)
+    ceil_out, _ = max_pool2d_forward(x, 2, 2, 0, ceil_mode=True)
+    np.testing.assert_array_equal(floor_out[0, 0], [[6, 8]])
+    np.testing.assert_array_equal(ceil_out[0, 0], [[6, 8, 9]])
+
+
+def test_fcn_pool_sizes_for_500():
+    # REFERENCE.md section 1: conv1 698 -> pool1 349 -> 175 -> 88 -> 44 -> 22
+    size, seen = 698, []
+    for _ in range(5):
+        size = conv_output_size(size, 2, 2, 0, ceil_mode=True)
+        seen.append(size)
+    assert seen == [349, 175, 88, 44, 22]
+
+
+def test_caffe_drops_a_window_that_starts_in_the_padding():
+    # H=5, k=3, s=2, p=1: ceil((5+2-3)/2)+1 = 3 windows; starts at -1, 1, 3: all inside
+    assert conv_output_size(5, 3, 2, 1, ceil_mode=True) == 3
+    # H=6, k=2, s=2, p=1: ceil((6+2-2)/2)+1 = 4; the 4th window starts at 3*2-1 = 5 < H: kept
+    assert conv_output_size(6, 2, 2, 1, ceil_mode=True) == 4
+    # H=4, k=3, s=3, p=1: ceil((4+2-3)/3)+1 = 2; 2nd window starts at 3*1-1 = 2 < 4: kept
+    assert conv_output_size(4, 3, 3, 1, ceil_mode=True) == 2
+    # H=3, k=2, s=2, p=1: ceil(3/2)+1 = 3; 3rd starts at 4-1 = 3 = H: only padding -> dropped
+    assert conv_output_size(3, 2, 2, 1, ceil_mode=True) == 2
+
+
+def test_tie_rule_first_in_row_major_order_wins():
+    x = np.array([[[[1.0, 3.0], [3.0, 3.0]]]])
+    out, cache = max_pool2d_forward(x, 2, 2)
+    dx = max_pool2d_backward(np.ones_like(out), cache)
+    np.testing.assert_array_equal(dx[0, 0], [[0, 1], [0, 0]])
+
+
+def test_overlapping_windows_accumulate_gradient():
+    # 3x3 stride 1 over a 4x4 map whose maximum is in the middle of all four windows
+    x = np.zeros((1, 1, 4, 4))
+    x[0, 0, 1, 1] = 5.0
+    out, cache = max_pool2d_forward(x, 3, 1)
+    dx = max_pool2d_backward(np.ones_like(out), cache)
+    assert dx[0, 0, 1, 1] == 4.0 and dx.sum() == 4.0

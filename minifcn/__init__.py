@@ -5,3 +5,7 @@ against a naive loop twin and numerical gradients (:mod:`minifcn.gradcheck`), an
 into FCN-32s, FCN-16s and FCN-8s as the reference release defines them.
 """
 __version__ = "0.1.0"
+
+from .models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s, load_model, save_model  # noqa: E402
+
+__all__ = ["FCN32s", "FCN16s", "FCN8s", "FCN8sAtOnce", "load_model", "save_model", "__version__"]

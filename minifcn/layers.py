@@ -11,7 +11,7 @@ import numpy as np
 from .backend import get_array_module
 from .ops import (conv2d_backward, conv2d_forward, conv_transpose2d_backward,
                   conv_transpose2d_forward, crop_backward, crop_forward, dropout_backward,
-                  dropout_forward, max_pool2d_backward, max_pool2d_forward, relu_backward,
+                  dropout_forward, max_pool2d_backward, max_pool2d_forward, max_pool2d_pinned, relu_backward,
                   relu_forward, scale_backward, scale_forward)
 
 
@@ -65,7 +65,9 @@ class Layer:
         return self.cache
 
     def __call__(self, x):
-        return self.forward(x)
+        out = self.forward(x)
+        self.output_shape = tuple(out.shape)
+        return out
 
     def __repr__(self):
         return f"{type(self).__name__}({self.name!r})"
@@ -130,19 +132,37 @@ class MaxPool2d(Layer):
         self.kernel_size, self.stride = kernel_size, stride
         self.padding, self.ceil_mode = padding, ceil_mode
 
+    frozen = None
+
     def forward(self, x):
+        if self.frozen is not None:
+            return max_pool2d_pinned(x, self.frozen)
         out, self.cache = max_pool2d_forward(
             x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.name)
         return out
+
+    def freeze(self, frozen=True):
+        """Pin the winners of the last forward: later forwards read those pixels (for
+        gradient checks: the pooled value then moves smoothly with its winner)."""
+        self.frozen = self.backward_check() if frozen else None
 
     def backward(self, dout):
         return max_pool2d_backward(dout, self.backward_check())
 
 
 class ReLU(Layer):
+    """``max(x, 0)``. ``freeze()`` pins the mask of the last forward (for gradient checks)."""
+
+    frozen = None
+
     def forward(self, x):
+        if self.frozen is not None:
+            return x * self.frozen
         out, self.cache = relu_forward(x)
         return out
+
+    def freeze(self, frozen=True):
+        self.frozen = self.backward_check() if frozen else None
 
     def backward(self, dout):
         return relu_backward(dout, self.backward_check())
@@ -182,7 +202,9 @@ class Crop(Layer):
         return out
 
     def __call__(self, x, size):
-        return self.forward(x, size)
+        out = self.forward(x, size)
+        self.output_shape = tuple(out.shape)
+        return out
 
     def backward(self, dout):
         return crop_backward(dout, self.backward_check())

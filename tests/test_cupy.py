@@ -73,3 +73,20 @@ def test_dropout_on_device_is_seeded():
     a, _ = ops.dropout_forward(x, 0.5, True, cupy.random.default_rng(0))
     b, _ = ops.dropout_forward(x, 0.5, True, cupy.random.default_rng(0))
     assert bool((a == b).all()) and set(to_host(a).ravel().tolist()) <= {0.0, 2.0}
+
+
+def test_fcn8s_forward_backward_on_device():
+    import cupy
+
+    from minifcn.models import FCN8s
+
+    host = FCN8s(num_classes=3, width=1 / 32, dtype=np.float64, learn_upsampling=True).eval()
+    device = FCN8s(num_classes=3, width=1 / 32, dtype=np.float64, learn_upsampling=True).eval().to("gpu")
+    device.load_state_dict(host.state_dict())
+    x = np.random.default_rng(0).standard_normal((1, 3, 29, 35))
+    out_h, out_d = host(x), device(cupy.asarray(x))
+    np.testing.assert_allclose(to_host(out_d), out_h, rtol=1e-9, atol=1e-9)
+    dout = np.random.default_rng(1).standard_normal(out_h.shape)
+    np.testing.assert_allclose(to_host(device.backward(cupy.asarray(dout))), host.backward(dout), rtol=1e-9, atol=1e-9)
+    for (name, ph), (_, pd) in zip(host.named_parameters(), device.named_parameters()):
+        np.testing.assert_allclose(to_host(pd.grad), ph.grad, rtol=1e-9, atol=1e-9, err_msg=name)

@@ -15,6 +15,7 @@ from .crop import (add_backward, add_forward, crop_backward, crop_forward, crop_
 from .im2col import col2im, col2im_naive, im2col, im2col_naive
 from .loss import (softmax_cross_entropy_backward, softmax_cross_entropy_forward,
                    softmax_cross_entropy_naive)
-from .pool import max_pool2d_backward, max_pool2d_backward_naive, max_pool2d_forward, max_pool2d_naive
+from .pool import (max_pool2d_backward, max_pool2d_backward_naive, max_pool2d_forward,
+                   max_pool2d_naive, max_pool2d_pinned)
 
 __all__ = [name for name in dir() if not name.startswith("_")]

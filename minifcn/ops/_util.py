@@ -6,9 +6,6 @@ mistake deep inside a network reads like ``conv3_1: input has 128 channels but w
 """
 from __future__ import annotations
 
-FLOAT_DTYPES = ("float16", "float32", "float64")
-
-
 def pair(v, what="value"):
     """Return ``(v, v)`` for an int, or the 2-tuple itself (for ``stride=(2, 1)`` etc.)."""
     if isinstance(v, (tuple, list)):
@@ -31,13 +28,13 @@ def check_input(x, name, ndim=4):
 
 def check_float(a, name, what):
     """Raise ``TypeError`` unless ``a`` has a floating-point dtype."""
-    if str(a.dtype) not in FLOAT_DTYPES:
+    if a.dtype.kind != "f":
         raise TypeError(f"{name}: {what} must be floating point (float32 or float64), got {a.dtype}")
 
 
 def check_same_dtype(name, **arrays):
     """Raise ``TypeError`` when the given arrays do not share one dtype."""
-    found = {k: str(a.dtype) for k, a in arrays.items() if a is not None}
+    found = {k: a.dtype for k, a in arrays.items() if a is not None}
     if len(set(found.values())) > 1:
         listed = ", ".join(f"{k} {v}" for k, v in found.items())
         raise TypeError(f"{name}: dtypes differ ({listed}); cast them to one float dtype")

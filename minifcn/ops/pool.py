@@ -112,6 +112,25 @@ def max_pool2d_backward(dout, cache):
     return dx_pad[:, :, ph:ph + h, pw:pw + w]
 
 
+def max_pool2d_pinned(x, cache):
+    """Read, in every window of ``x``, the pixel that won it in the forward that made
+    ``cache``: max-pooling with its branch pinned. Equal to that forward at its input; used
+    by gradient checks so that a finite-difference step never switches winners.
+
+    Returns an array of shape (N, C, H_out, W_out).
+    """
+    x_shape, pad_shape, argmax, (kh, kw), (sh, sw), (ph, pw) = cache
+    xp = get_array_module(x)
+    out_h, out_w = argmax.shape[2:]
+    x_pad = _pad_neg_inf(x, ph, pw, pad_shape[2], pad_shape[3])
+    out = xp.zeros(argmax.shape, dtype=x.dtype)
+    for k in range(kh * kw):
+        i, j = divmod(k, kw)
+        v = x_pad[:, :, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw]
+        out = xp.where(argmax == k, v, out)
+    return out
+
+
 def _window(h_or_w, o, k, s, p):
     start = o * s - p
     return max(start, 0), min(start + k, h_or_w)

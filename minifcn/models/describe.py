@@ -1,0 +1,104 @@
+"""``minifcn describe``: every blob's shape, parameters, FLOPs, receptive field, coordinate map.
+
+Computed from the layer specs by size arithmetic alone (no arrays), so it answers instantly
+even for the full-width network at 500x500.
+"""
+from __future__ import annotations
+
+from ..ops._util import conv_output_size, transposed_output_size
+from .coords import coordinate_maps, crop_offsets, receptive_fields
+from .spec import REFERENCE_PAD, VARIANTS, network_specs
+
+
+def blob_rows(variant, height, width, num_classes=21, net_width=1.0, pad=REFERENCE_PAD):
+    """One dict per layer: name, op, shape (C, H, W), params, flops, rf, map, offset.
+
+    FLOPs count a multiply-add as 2 (convolutions and transposed convolutions only).
+    """
+    specs = network_specs(variant, num_classes, net_width, pad)
+    maps, fields, offsets = coordinate_maps(specs), receptive_fields(specs), crop_offsets(specs)
+    shapes = {"data": (3, height, width)}
+    rows = [dict(name="data", op="input", shape=shapes["data"], params=0, flops=0,
+                 rf=1, map=maps["data"], offset=None)]
+    for s in specs:
+        c, h, w = shapes[s.bottom[0]]
+        params = flops = 0
+        if s.op in ("conv", "pool"):
+            ceil = s.op == "pool"
+            h, w = (conv_output_size(n, s.kernel, s.stride, s.padding, ceil) for n in (h, w))
+            if s.op == "conv":
+                if h < 1 or w < 1:
+                    raise ValueError(f"{s.name}: a {height}x{width} input leaves no room for the "
+                                     f"{s.kernel}x{s.kernel} kernel (conv1_1 pad {pad} is too small)")
+                params = s.out_channels * s.in_channels * s.kernel ** 2 + s.out_channels
+                flops = 2 * s.out_channels * s.in_channels * s.kernel ** 2 * h * w
+                c = s.out_channels
+        elif s.op == "upscore":
+            flops = 2 * s.in_channels * s.out_channels * s.kernel ** 2 * h * w
+            h, w = (transposed_output_size(n, s.kernel, s.stride, s.padding) for n in (h, w))
+            params, c = s.in_channels * s.out_channels * s.kernel ** 2, s.out_channels
+        elif s.op == "crop":
+            h, w = shapes[s.bottom[1]][1:]
+        shapes[s.name] = (c, h, w)
+        rows.append(dict(name=s.name, op=s.op, shape=(c, h, w), params=params, flops=flops,
+                         rf=fields[s.name][0], map=maps[s.name], offset=offsets.get(s.name)))
+    return rows
+
+
+def _human(n):
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n) if n else ""
+
+
+def describe(variant, height, width, num_classes=21, net_width=1.0, pad=REFERENCE_PAD):
+    """The table as text."""
+    rows = blob_rows(variant, height, width, num_classes, net_width, pad)
+    out = [f"{variant}, input 3x{height}x{width}, {num_classes} classes, width {net_width:g}, "
+           f"conv1_1 pad {pad}",
+           f"{'layer':<14}{'op':<9}{'output (C x H x W)':<21}{'params':>9}{'FLOPs':>9}"
+           f"{'RF':>7}  {'coordinate map (x_in =)':<24}{'crop':>5}",
+           "-" * 100]
+    for r in rows:
+        c, h, w = r["shape"]
+        rf = r["rf"]
+        rf_text = str(int(rf)) if rf.denominator == 1 else f"{float(rf):.1f}"
+        out.append(f"{r['name']:<14}{r['op']:<9}{f'{c} x {h} x {w}':<21}{_human(r['params']):>9}"
+                   f"{_human(r['flops']):>9}{rf_text:>7}  {str(r['map']):<24}"
+                   f"{'' if r['offset'] is None else r['offset']:>5}")
+    out.append("-" * 100)
+    total_p, total_f = sum(r["params"] for r in rows), sum(r["flops"] for r in rows)
+    out.append(f"total: {total_p:,} parameters, {total_f / 1e9:.1f} GFLOP per forward pass")
+    return "\n".join(out)
+
+
+def _parse_size(text):
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size must look like 500x500 (HxW), got {text!r}") from None
+    if h < 1 or w < 1:
+        raise ValueError(f"--size must be at least 1x1, got {text!r}")
+    return h, w
+
+
+def _cmd_describe(args):
+    h, w = _parse_size(args.size)
+    print(describe(args.variant, h, w, args.num_classes, args.width, args.pad))
+    return 0
+
+
+def add_describe_parser(sub):
+    p = sub.add_parser(
+        "describe", help="print every blob's shape, parameters, FLOPs and coordinate map",
+        description="Walk the network's layers and print, for an input of the given size, the "
+                    "shape of every blob, each layer's parameter count and FLOPs, its receptive "
+                    "field and the affine map from its pixels to input pixels. The crop column "
+                    "shows the offsets derived from those maps (5, 9, 31 for FCN-8s).")
+    p.add_argument("variant", choices=VARIANTS, help="which network")
+    p.add_argument("--size", default="500x500", help="input HxW (default 500x500)")
+    p.add_argument("--num-classes", type=int, default=21, help="output classes (default 21)")
+    p.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1.0)")
+    p.add_argument("--pad", type=int, default=REFERENCE_PAD, help="conv1_1 padding (default 100)")
+    p.set_defaults(func=_cmd_describe)

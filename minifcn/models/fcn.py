@@ -1,0 +1,328 @@
+"""FCN-32s, FCN-16s and FCN-8s, wired from the hand-written layers.
+
+``forward`` reads like the network's figure: the VGG16 trunk up to ``score_fr``, then the
+variant's head of upsampling layers, scored skip connections, crops and sums. ``backward`` is
+the same code read from the bottom up: every sum hands its gradient to both branches, every
+crop pads its gradient back with zeros, and the skip gradients join the trunk at pool4 and
+pool3.
+
+Initialisation follows the reference: score layers start at zero, the ``upscore*``
+transposed convolutions start as bilinear interpolation on the channel diagonal and stay
+fixed unless ``learn_upsampling=True``. The trunk starts from He-normal random weights and is
+meant to be overwritten with VGG16's (:meth:`FCN.copy_params`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import layers as L
+from ..backend import get_array_module, to_device, to_host
+from ..init import bilinear_upsampling_weight
+from ..ops._util import check_input
+from .coords import crop_offsets
+from .spec import REFERENCE_PAD, network_specs
+
+
+class FCN:
+    """Base class: builds the layers of ``variant`` from its specs and runs the trunk.
+
+    Parameters
+    ----------
+    num_classes : int
+        Output channels (21 for PASCAL VOC).
+    width : float
+        Channel multiplier; 1.0 is the real VGG16 (fc6/fc7 4096 wide), 1/16 a CPU-sized net.
+    pad : int
+        Padding of conv1_1 (100 in the reference); the final crop offset follows from it.
+    dropout : float
+        Drop probability after fc6 and fc7 (0.5 in the reference).
+    learn_upsampling : bool
+        Train the ``upscore*`` layers instead of keeping them bilinear.
+    dtype : numpy dtype
+        float32, or float64 for gradient checks.
+    seed : int
+        Seeds the trunk's random initialisation and the dropout masks.
+    """
+
+    variant = None
+
+    def __init__(self, num_classes=21, width=1.0, pad=REFERENCE_PAD, dropout=0.5,
+                 learn_upsampling=False, dtype=np.float32, seed=0):
+        self.num_classes, self.width, self.pad = int(num_classes), float(width), int(pad)
+        self.dropout, self.learn_upsampling = float(dropout), bool(learn_upsampling)
+        self.dtype = np.dtype(dtype)
+        self.specs = network_specs(self.variant, self.num_classes, self.width, self.pad)
+        self.offsets = crop_offsets(self.specs)
+        self.preprocessing = None  # set when weights that expect a preprocessing are loaded
+        rng = np.random.default_rng(seed)
+        self.layers = {spec.name: self._build(spec, rng, seed) for spec in self.specs
+                       if spec.op != "add"}
+        self.trunk_names = [s.name for s in self.specs if s.trunk]
+        self.training = True
+
+    def _build(self, spec, rng, seed):
+        if spec.op == "conv":
+            shape = (spec.out_channels, spec.in_channels, spec.kernel, spec.kernel)
+            if spec.trunk and spec.name != "score_fr":
+                std = np.sqrt(2.0 / (spec.in_channels * spec.kernel ** 2))  # He et al. 2015
+                weight = (rng.standard_normal(shape) * std).astype(self.dtype)
+            else:
+                weight = np.zeros(shape, self.dtype)  # score layers start at zero
+            return L.Conv2d(spec.name, weight, np.zeros(spec.out_channels, self.dtype),
+                            spec.stride, spec.padding)
+        if spec.op == "upscore":
+            layer = L.ConvTranspose2d(spec.name, bilinear_upsampling_weight(
+                spec.in_channels, spec.kernel, self.dtype), None, spec.stride, spec.padding)
+            layer.weight.requires_grad = self.learn_upsampling
+            return layer
+        if spec.op == "relu":
+            return L.ReLU(spec.name)
+        if spec.op == "pool":
+            return L.MaxPool2d(spec.name, spec.kernel, spec.stride, ceil_mode=True)
+        if spec.op == "dropout":
+            return L.Dropout(spec.name, self.dropout, seed=seed + int(spec.name[-1]))
+        if spec.op == "crop":
+            return L.Crop(spec.name, self.offsets[spec.name])
+        if spec.op == "scale":
+            return L.Scale(spec.name, spec.factor)
+        raise ValueError(f"{spec.name}: unknown op {spec.op!r}")
+
+    def __getattr__(self, name):
+        layers = self.__dict__.get("layers", {})
+        if name in layers:
+            return layers[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute or layer {name!r}")
+
+    # ------------------------------------------------------------------ trunk
+    def trunk_forward(self, x):
+        """VGG16 up to ``score_fr``. Returns ``(pool3, pool4, score_fr)``."""
+        self._check_input(x)
+        kept = {}
+        for name in self.trunk_names:
+            x = self.layers[name](x)
+            if name in ("pool3", "pool4"):
+                kept[name] = x
+        return kept["pool3"], kept["pool4"], x
+
+    def trunk_backward(self, dscore_fr, skips):
+        """Back through the trunk; ``skips`` maps ``"pool3"``/``"pool4"`` to the gradient
+        that the skip branches send to that blob. Returns the input gradient."""
+        d = dscore_fr
+        for name in reversed(self.trunk_names):
+            if name in skips:
+                d = d + skips[name]  # the blob fed both the trunk and a skip branch
+            d = self.layers[name].backward(d)
+        return d
+
+    def skip_forward(self, pool, blob, reference):
+        """Score a pool layer (scaled first in the at-once net) and crop it to ``reference``."""
+        if f"scale_{pool}" in self.layers:
+            blob = self.layers[f"scale_{pool}"](blob)
+        scored = self.layers[f"score_{pool}"](blob)
+        return self.layers[f"score_{pool}c"](scored, reference.shape[2:])
+
+    def skip_backward(self, pool, dcropped):
+        """Gradient of :meth:`skip_forward` with respect to the pool blob."""
+        d = self.layers[f"score_{pool}"].backward(self.layers[f"score_{pool}c"].backward(dcropped))
+        if f"scale_{pool}" in self.layers:
+            d = self.layers[f"scale_{pool}"].backward(d)
+        return d
+
+    def _check_input(self, x):
+        name = type(self).__name__
+        check_input(x, name)
+        if x.shape[1] != 3:
+            raise ValueError(f"{name}: expected a 3-channel image batch (N, 3, H, W), got {tuple(x.shape)}")
+        dtype = self.layers["conv1_1"].weight.data.dtype
+        if x.dtype != dtype:
+            raise TypeError(f"{name}: input dtype {x.dtype} differs from the weights' {dtype}; "
+                            f"cast the input with x.astype({dtype.name!r})")
+
+    # ------------------------------------------------------------------ modes and parameters
+    def __call__(self, x):
+        return self.forward(x)
+
+    def train(self, mode=True):
+        self.training = mode
+        for layer in self.layers.values():
+            layer.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def named_parameters(self):
+        """Yield ``(name, Parameter)`` with names equal to the state-dict keys."""
+        for lname, layer in self.layers.items():
+            for pname, param in layer.parameters().items():
+                yield f"{lname}.{pname}", param
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    def to(self, device):
+        """Move every parameter to ``"cpu"`` or ``"gpu"``; returns the model."""
+        for p in self.parameters():
+            p.data = to_device(p.data, device)
+            p.grad = None
+        for layer in self.layers.values():
+            layer.cache = None
+        return self
+
+    @property
+    def xp(self):
+        return get_array_module(self.layers["conv1_1"].weight.data)
+
+    def num_parameters(self):
+        return sum(int(p.data.size) for p in self.parameters())
+
+    # ------------------------------------------------------------------ state dicts
+    def state_dict(self):
+        """``{"conv1_1.weight": array, ...}`` in PyTorch layouts (the arrays themselves)."""
+        return {name: p.data for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state, strict=True):
+        """Load arrays by name; validates everything before changing anything.
+
+        Parameters
+        ----------
+        state : dict of str -> array
+        strict : bool
+            Require exactly this model's keys. Shape mismatches are errors either way.
+
+        Returns
+        -------
+        missing, unexpected : list of str
+
+        Raises
+        ------
+        ValueError
+            Listing every missing, unexpected and mis-shaped key (expected vs found shape);
+            the model is left untouched.
+        """
+        own = dict(self.named_parameters())
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        mismatched = [f"{k}: expected {tuple(p.shape)}, found {tuple(np.shape(state[k]))}"
+                      for k, p in own.items() if k in state and tuple(np.shape(state[k])) != tuple(p.shape)]
+        problems = []
+        if strict and missing:
+            problems.append(f"missing keys: {', '.join(missing)}")
+        if strict and unexpected:
+            problems.append(f"unexpected keys: {', '.join(unexpected)}")
+        if mismatched:
+            problems.append("shape mismatch: " + "; ".join(mismatched))
+        if problems:
+            raise ValueError(f"cannot load state dict into {self.describe_short()}:\n  " + "\n  ".join(problems))
+        xp = self.xp
+        for k, p in own.items():
+            if k in state:
+                p.data = xp.asarray(to_host(state[k]), dtype=self.dtype).copy()
+                p.grad = None
+        return missing, unexpected
+
+    def copy_params(self, source, skip=()):
+        """Copy every parameter whose name and shape match ``source`` (a model or a state
+        dict): VGG16 into an FCN, FCN-32s into FCN-16s into FCN-8s. Returns the copied names."""
+        state = source.state_dict() if hasattr(source, "state_dict") else source
+        own = dict(self.named_parameters())
+        picked = {k: v for k, v in state.items()
+                  if k in own and k not in skip and tuple(np.shape(v)) == tuple(own[k].shape)}
+        self.load_state_dict(picked, strict=False)
+        return sorted(picked)
+
+    def freeze_branches(self, frozen=True):
+        """Pin every ReLU mask and max-pool winner to those of the last forward (or unpin).
+
+        While pinned, the network is the smooth piece of itself that the last forward ran
+        on, so finite differences of it measure exactly the derivative that backward claims,
+        however close a pre-activation sits to ReLU's kink (see :mod:`minifcn.models.gradcheck_cases`).
+        """
+        for layer in self.layers.values():
+            if hasattr(layer, "freeze"):
+                layer.freeze(frozen)
+        return self
+
+    def describe_short(self):
+        return (f"{type(self).__name__}(num_classes={self.num_classes}, width={self.width:g}, "
+                f"pad={self.pad})")
+
+    def __repr__(self):
+        return self.describe_short()
+
+    def metadata(self):
+        """What a saved file records to rebuild this model."""
+        return {"kind": self.variant, "num_classes": self.num_classes, "width": self.width,
+                "pad": self.pad, "dropout": self.dropout, "learn_upsampling": self.learn_upsampling,
+                "preprocessing": self.preprocessing}
+
+
+class FCN32s(FCN):
+    """FCN-32s: ``score_fr`` upsampled 32x in one step (``upscore``, k64 s32), cropped."""
+
+    variant = "fcn32s"
+
+    def forward(self, x):
+        _, _, score_fr = self.trunk_forward(x)
+        upscore = self.upscore(score_fr)
+        return self.score(upscore, x.shape[2:])
+
+    def backward(self, dscore):
+        dscore_fr = self.upscore.backward(self.score.backward(dscore))
+        return self.trunk_backward(dscore_fr, {})
+
+
+class FCN16s(FCN):
+    """FCN-16s: ``score_fr`` upsampled 2x plus scored pool4, then upsampled 16x."""
+
+    variant = "fcn16s"
+
+    def forward(self, x):
+        _, pool4, score_fr = self.trunk_forward(x)
+        upscore2 = self.upscore2(score_fr)
+        fuse_pool4 = upscore2 + self.skip_forward("pool4", pool4, upscore2)
+        upscore16 = self.upscore16(fuse_pool4)
+        return self.score(upscore16, x.shape[2:])
+
+    def backward(self, dscore):
+        dfuse_pool4 = self.upscore16.backward(self.score.backward(dscore))
+        dpool4 = self.skip_backward("pool4", dfuse_pool4)
+        dscore_fr = self.upscore2.backward(dfuse_pool4)
+        return self.trunk_backward(dscore_fr, {"pool4": dpool4})
+
+
+class FCN8s(FCN):
+    """FCN-8s: two skips (pool4, then pool3) before upsampling 8x."""
+
+    variant = "fcn8s"
+
+    def forward(self, x):
+        pool3, pool4, score_fr = self.trunk_forward(x)
+        upscore2 = self.upscore2(score_fr)
+        fuse_pool4 = upscore2 + self.skip_forward("pool4", pool4, upscore2)
+        upscore_pool4 = self.upscore_pool4(fuse_pool4)
+        fuse_pool3 = upscore_pool4 + self.skip_forward("pool3", pool3, upscore_pool4)
+        upscore8 = self.upscore8(fuse_pool3)
+        return self.score(upscore8, x.shape[2:])
+
+    def backward(self, dscore):
+        dfuse_pool3 = self.upscore8.backward(self.score.backward(dscore))
+        dpool3 = self.skip_backward("pool3", dfuse_pool3)
+        dfuse_pool4 = self.upscore_pool4.backward(dfuse_pool3)
+        dpool4 = self.skip_backward("pool4", dfuse_pool4)
+        dscore_fr = self.upscore2.backward(dfuse_pool4)
+        return self.trunk_backward(dscore_fr, {"pool3": dpool3, "pool4": dpool4})
+
+
+class FCN8sAtOnce(FCN8s):
+    """FCN-8s trained in one stage from VGG16: pool4 is scaled by 0.01 and pool3 by 1e-4
+    before their scorers, so the skips start small next to the coarse prediction."""
+
+    variant = "fcn8s-atonce"
+
+
+MODELS = {cls.variant: cls for cls in (FCN32s, FCN16s, FCN8s, FCN8sAtOnce)}

@@ -1,0 +1,199 @@
+"""FCN-32s/16s/8s: derived crop offsets, shapes for every input size, state dicts, errors."""
+import numpy as np
+import pytest
+
+import minifcn
+from minifcn.models import (MODELS, FCN8s, FCN8sAtOnce, FCN16s, FCN32s, crop_offsets, load_model,
+                            network_specs, save_model)
+from minifcn.models.describe import blob_rows, describe
+from minifcn.models.gradcheck_cases import narrow_case
+
+NARROW = dict(num_classes=3, width=1 / 64)
+
+
+def test_importable_from_the_package():
+    assert minifcn.FCN8s is FCN8s and minifcn.FCN16s is FCN16s and minifcn.FCN32s is FCN32s
+
+
+@pytest.mark.parametrize("variant,expected", [
+    ("fcn32s", {"score": 19}),
+    ("fcn16s", {"score_pool4c": 5, "score": 27}),
+    ("fcn8s", {"score_pool4c": 5, "score_pool3c": 9, "score": 31}),
+    ("fcn8s-atonce", {"score_pool4c": 5, "score_pool3c": 9, "score": 31}),
+])
+def test_crop_offsets_are_derived_from_coordinate_maps(variant, expected):
+    # the offsets are not typed into the code: they come out of composing the layer maps
+    assert crop_offsets(network_specs(variant)) == expected
+    assert MODELS[variant](**NARROW).offsets == expected
+
+
+def test_smaller_padding_shifts_only_the_final_crop():
+    assert FCN8s(pad=69, **NARROW).offsets == {"score_pool4c": 5, "score_pool3c": 9, "score": 0}
+    assert FCN32s(pad=81, **NARROW).offsets == {"score": 0}
+    with pytest.raises(ValueError, match="offset -1"):
+        FCN8s(pad=68, **NARROW)
+
+
+def test_shape_table_for_500_matches_the_reference():
+    # REFERENCE.md section 1, numbers written out independently of the code
+    expected = {"conv1_1": 698, "pool1": 349, "pool2": 175, "pool3": 88, "pool4": 44, "pool5": 22,
+                "fc6": 16, "fc7": 16, "score_fr": 16, "upscore2": 34, "score_pool4": 44,
+                "score_pool4c": 34, "upscore_pool4": 70, "score_pool3": 88, "score_pool3c": 70,
+                "upscore8": 568, "score": 500}
+    rows = {r["name"]: r for r in blob_rows("fcn8s", 500, 500)}
+    for name, size in expected.items():
+        assert rows[name]["shape"][1:] == (size, size), name
+    assert rows["conv1_1"]["shape"][0] == 64 and rows["fc6"]["shape"][0] == 4096
+    assert rows["score_pool4c"]["offset"] == 5 and rows["score"]["offset"] == 31
+    total_flops = sum(r["flops"] for r in rows.values())
+    assert 355e9 < total_flops < 370e9  # ~363 GFLOP, as measured elsewhere for FCN-8s at 500x500
+    text = describe("fcn8s", 500, 500)
+    assert "21 x 568 x 568" in text and "134,489,759 parameters" in text
+
+
+@pytest.mark.parametrize("variant", list(MODELS))
+def test_describe_agrees_with_a_real_forward(variant):
+    model = MODELS[variant](**NARROW).eval()
+    x = np.random.default_rng(0).standard_normal((1, 3, 37, 29)).astype(np.float32)
+    model(x)
+    for row in blob_rows(variant, 37, 29, num_classes=3, net_width=1 / 64):
+        if row["name"] in model.layers:
+            assert model.layers[row["name"]].output_shape[1:] == row["shape"], row["name"]
+
+
+SIZES = [(1, 1), (2, 3), (31, 33), (32, 32), (47, 17), (224, 224), (500, 375)]
+
+
+@pytest.mark.parametrize("hw", SIZES, ids=str)
+def test_fcn8s_output_matches_input_size(hw):
+    model = FCN8s(**NARROW)
+    x = np.random.default_rng(1).standard_normal((1, 3) + hw).astype(np.float32)
+    scores = model(x)
+    assert scores.shape == (1, 3) + hw and scores.dtype == np.float32
+    dx = model.backward(np.ones_like(scores))
+    assert dx.shape == x.shape
+
+
+@pytest.mark.parametrize("cls", [FCN32s, FCN16s, FCN8sAtOnce])
+@pytest.mark.parametrize("hw", [(1, 1), (31, 33), (70, 45)], ids=str)
+def test_other_variants_for_every_size(cls, hw):
+    model = cls(**NARROW)
+    scores = model(np.zeros((2, 3) + hw, np.float32))
+    assert scores.shape == (2, 3) + hw
+
+
+def test_every_size_from_1_to_70_keeps_crops_in_bounds():
+    for variant in MODELS:
+        specs = network_specs(variant)
+        for size in range(1, 71):
+            rows = blob_rows(variant, size, size + 3)
+            assert rows[-1]["shape"][1:] == (size, size + 3)
+        assert specs[-1].name == "score"
+
+
+@pytest.mark.parametrize("variant", list(MODELS))
+def test_whole_network_gradient_check(variant):
+    # every parameter (upsampling made learnable) and the input, float64, through the loss
+    name, config, errors = narrow_case(variant)()
+    worst = max(errors.values())
+    assert worst < 1e-6, (config, errors)
+
+
+def test_backward_fills_every_gradient_and_freezes_upsampling():
+    model = FCN8s(**NARROW)
+    x = np.random.default_rng(2).standard_normal((2, 3, 20, 23)).astype(np.float32)
+    model.backward(np.ones_like(model(x)))
+    for name, p in model.named_parameters():
+        if name.startswith("upscore"):
+            assert not p.requires_grad and p.grad is None
+        else:
+            assert p.grad is not None and p.grad.shape == p.shape, name
+    learnable = FCN8s(learn_upsampling=True, **NARROW)
+    learnable.backward(np.ones_like(learnable(x)))
+    assert learnable.upscore8.weight.grad.shape == (3, 3, 16, 16)
+
+
+def test_initialisation_follows_the_reference():
+    model = FCN8s(**NARROW)
+    for name in ["score_fr", "score_pool4", "score_pool3"]:
+        assert not model.layers[name].weight.data.any()
+    up = model.upscore2.weight.data
+    np.testing.assert_allclose(up[0, 0, 0], [0.0625, 0.1875, 0.1875, 0.0625])  # 0.25 * tent
+    assert not up[0, 1].any()  # off-diagonal class pairs are zero
+    assert up.shape == (3, 3, 4, 4) and model.upscore8.weight.shape == (3, 3, 16, 16)
+
+
+def test_train_and_eval_modes():
+    model = FCN8s(**NARROW)
+    x = np.random.default_rng(3).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    # a trained-looking score layer, so that dropout changes the output
+    model.score_fr.weight.data[:] = 0.1
+    a, b = model.train()(x), model(x)
+    assert not np.array_equal(a, b)  # new dropout masks each forward
+    c, d = model.eval()(x), model(x)
+    np.testing.assert_array_equal(c, d)
+    assert model.backward(np.ones_like(d)).shape == x.shape  # backward after an eval forward
+
+
+def test_named_parameters_are_state_dict_keys():
+    model = FCN8sAtOnce(**NARROW)
+    names = [n for n, _ in model.named_parameters()]
+    assert names == list(model.state_dict())
+    assert "conv1_1.weight" in names and "upscore8.weight" in names and "upscore8.bias" not in names
+    assert model.state_dict()["fc6.weight"].shape == (64, 8, 7, 7)
+
+
+def test_state_dict_round_trip_and_file(tmp_path):
+    model = FCN16s(num_classes=4, width=1 / 32, seed=5).eval()
+    model.score_fr.weight.data += 0.01
+    x = np.random.default_rng(4).standard_normal((1, 3, 25, 19)).astype(np.float32)
+    path = save_model(model, tmp_path / "m.npz", extra={"note": "test"})
+    loaded = load_model(path).eval()
+    assert isinstance(loaded, FCN16s) and loaded.num_classes == 4 and loaded.width == 1 / 32
+    np.testing.assert_array_equal(loaded(x), model(x))
+    other = FCN16s(num_classes=4, width=1 / 32, seed=9)
+    other.load_state_dict(model.state_dict())
+    np.testing.assert_array_equal(other.eval()(x), model(x))
+
+
+def test_strict_load_reports_everything_and_loads_nothing():
+    model = FCN8s(**NARROW)
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    state = FCN32s(num_classes=3, width=1 / 32).state_dict()
+    with pytest.raises(ValueError) as err:
+        model.load_state_dict(state)
+    text = str(err.value)
+    assert "missing keys: " in text and "upscore2.weight" in text  # FCN-8s layers absent
+    assert "unexpected keys: upscore.weight" in text
+    assert "conv1_1.weight: expected (1, 3, 3, 3), found (2, 3, 3, 3)" in text
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_load_model_refuses_a_mismatched_file(tmp_path):
+    path = save_model(FCN8s(**NARROW), tmp_path / "a.npz")
+    with pytest.raises(ValueError, match="a.npz"):
+        load_model(path, width=1 / 32)
+
+
+def test_staged_copy_32s_to_16s_to_8s():
+    fcn32 = FCN32s(num_classes=3, width=1 / 64, seed=1)
+    fcn32.conv3_1.weight.data += 1.0
+    fcn16 = FCN16s(num_classes=3, width=1 / 64, seed=2)
+    copied = fcn16.copy_params(fcn32)
+    assert "conv3_1.weight" in copied and "score_fr.bias" in copied and "upscore.weight" not in copied
+    np.testing.assert_array_equal(fcn16.conv3_1.weight.data, fcn32.conv3_1.weight.data)
+    fcn8 = FCN8s(num_classes=3, width=1 / 64, seed=3)
+    assert "score_pool4.weight" in fcn8.copy_params(fcn16)
+
+
+@pytest.mark.parametrize("x,error,match", [
+    (np.zeros((1, 4, 8, 8), np.float32), ValueError, r"3-channel.*\(1, 4, 8, 8\)"),
+    (np.zeros((8, 8), np.float32), ValueError, r"FCN8s: expected a 4-D input.*\(8, 8\)"),
+    (np.zeros((1, 1, 3, 8, 8), np.float32), ValueError, r"4-D"),
+    (np.zeros((1, 3, 8, 8), np.uint8), TypeError, r"floating point"),
+    (np.zeros((1, 3, 8, 8), np.float64), TypeError, r"float64 differs from the weights' float32"),
+])
+def test_bad_input(x, error, match):
+    with pytest.raises(error, match=match):
+        FCN8s(**NARROW)(x)

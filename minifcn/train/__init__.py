@@ -1,0 +1,8 @@
+"""Training, evaluation and prediction: presets, the SGD trainer, the demo."""
+from .config import PRESETS, TrainConfig, preset
+from .evaluate import evaluate, segment, segment_batch
+from .optim import SGD, learning_rate
+from .trainer import Trainer, TrainingDiverged, build_model
+
+__all__ = ["PRESETS", "TrainConfig", "preset", "evaluate", "segment", "segment_batch", "SGD",
+           "learning_rate", "Trainer", "TrainingDiverged", "build_model"]

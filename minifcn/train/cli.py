@@ -1,0 +1,170 @@
+"""Subcommands ``demo``, ``train``, ``evaluate`` and ``predict``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import PRESETS, TrainConfig, preset
+
+# TrainConfig fields settable from the command line, with their help
+OVERRIDES = {
+    "variant": (str, "fcn32s, fcn16s, fcn8s or fcn8s-atonce"),
+    "width": (float, "channel multiplier: 1 is VGG16, 0.0625 a CPU-sized net"),
+    "pad": (int, "conv1_1 padding (100 in the reference; 69 is the least FCN-8s allows)"),
+    "dropout": (float, "drop probability after fc6 and fc7"),
+    "data": (str, "synthetic, voc:ROOT, sbd:ROOT, pet:ROOT or folders:IMAGES,LABELS"),
+    "image_size": (int, "synthetic image side / dataset crop side (0: whole images, batch 1)"),
+    "batch_size": (int, "images per update"),
+    "lr": (float, "base learning rate"),
+    "momentum": (float, "SGD momentum"),
+    "weight_decay": (float, "L2 weight decay (weights only, not biases)"),
+    "schedule": (str, "fixed, step or poly"),
+    "warmup": (int, "iterations of linear learning-rate warm-up"),
+    "step_size": (int, "iterations per step of the step schedule"),
+    "reduction": (str, "mean (per valid pixel) or sum (the reference's loss)"),
+    "iterations": (int, "stop after this many updates"),
+    "minutes": (float, "stop after this much training time (0: no limit)"),
+    "val_every": (int, "validate every N iterations (0: never)"),
+    "val_images": (int, "held-out synthetic images to validate on"),
+    "checkpoint_every": (int, "checkpoint every N iterations (0: only at the end)"),
+    "seed": (int, "seed of data order, augmentation, dropout and initialisation"),
+    "init": (str, "scratch, or a weight file (converted VGG16, or an FCN to stage from)"),
+}
+
+
+def _cmd_demo(args):
+    from .demo import run_demo
+
+    run_demo(args.minutes, args.out, args.device, quick=args.quick)
+    return 0
+
+
+def add_demo_parser(sub):
+    p = sub.add_parser(
+        "demo", help="train a narrow FCN-8s for a few minutes, compare it with the shipped one",
+        description="The main job, on a CPU with nothing to download: (1) train a narrow FCN-8s "
+                    "from scratch on synthetic shapes, (2) evaluate it and the checkpoint shipped "
+                    "in the package with pixel accuracy, mean accuracy, mean IU and frequency-"
+                    "weighted IU, (3) write a figure comparing their predictions.")
+    p.add_argument("--minutes", type=float, default=3.0, help="training time (default 3)")
+    p.add_argument("--out", default="minifcn-output", help="output folder (default ./minifcn-output)")
+    p.add_argument("--quick", action="store_true", help="a few seconds instead of minutes (for tests)")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_train(args):
+    from .trainer import Trainer, TrainingDiverged
+
+    changes = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
+    if args.learn_upsampling:
+        changes["learn_upsampling"] = True
+    if args.bias_lr_x2:
+        changes["bias_lr_x2"] = True
+    out = Path(args.out or f"runs/{args.preset}")
+    try:
+        if args.resume:
+            trainer = Trainer.resume(out, args.device, progress=not args.quiet, **changes)
+            print(f"resuming {out} at iteration {trainer.iteration}")
+        else:
+            if (out / "checkpoint.npz").exists():
+                raise ValueError(f"{out} already holds a run: pass --resume to continue it, "
+                                 f"or choose another --out")
+            config = preset(args.preset).replace(**changes)
+            trainer = Trainer(config, out, args.device, progress=not args.quiet)
+        summary = trainer.run()
+    except TrainingDiverged as exc:
+        print(f"minifcn train: {exc}", file=sys.stderr)
+        return 1
+    val = summary.get("validation") or {}
+    print(f"{summary['stopped_by']}: {summary['iterations']} iterations, {summary['seconds']:.0f} s"
+          + (f", validation mean IU {val['mean_iu']:.3f}" if val else ""))
+    print(f"model: {out / 'model.npz'}   log: {out / 'log.csv'}   curves: {out / 'curves.png'}")
+    return 130 if summary["stopped_by"] == "interrupted" else 0
+
+
+def add_train_parser(sub):
+    presets = ", ".join(sorted(PRESETS))
+    p = sub.add_parser(
+        "train", help="train an FCN (synthetic shapes or a dataset)",
+        description=f"Train from a named preset ({presets}), changing any setting with the "
+                    "options below. Writes checkpoint.npz, model.npz, log.csv, summary.json and "
+                    "curves.png into --out. Ctrl-C saves a checkpoint and stops; --resume "
+                    "continues bit-for-bit.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--preset", default="demo", choices=sorted(PRESETS), help="starting recipe")
+    p.add_argument("--out", help="run folder (default runs/PRESET)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--learn-upsampling", action="store_true", help="train the upscore layers")
+    p.add_argument("--bias-lr-x2", action="store_true", help="biases learn twice as fast")
+    defaults = TrainConfig()
+    for name, (kind, text) in OVERRIDES.items():
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
+                       help=f"{text} (preset's value; default preset: {getattr(defaults, name)})")
+    p.set_defaults(func=_cmd_train)
+
+
+def _load_weights(path, device):
+    from ..models.io import load_model
+    from .demo import shipped_checkpoint
+
+    if path is None:
+        path = shipped_checkpoint()
+        if path is None:
+            raise FileNotFoundError("no --weights given and no shipped checkpoint in minifcn/assets")
+        print(f"using the shipped synthetic-shapes checkpoint {path.name}")
+    return load_model(path, device=device)
+
+
+def _cmd_evaluate(args):
+    from ..data.synthetic import SyntheticShapes
+    from ..metrics import format_scores
+    from .demo import TEST_SEED
+    from .evaluate import evaluate
+    from .sources import open_dataset
+
+    model = _load_weights(args.weights, args.device)
+    if args.data == "synthetic":
+        data = SyntheticShapes(args.images, args.image_size, seed=TEST_SEED)
+    else:
+        data = open_dataset(args.data)[1]
+    if data.num_classes != model.num_classes:
+        raise ValueError(f"the data has {data.num_classes} classes but the model predicts {model.num_classes}")
+    scores = evaluate(model, data)
+    print(f"{len(data)} images, {model.describe_short()}")
+    print(format_scores(scores, data.class_names))
+    return 0
+
+
+def add_evaluate_parser(sub):
+    p = sub.add_parser(
+        "evaluate", help="score a model: pixel acc., mean acc., mean IU, f.w. IU, per-class IU",
+        description="Accumulate one confusion matrix over the validation images (void label 255 "
+                    "ignored) and print the paper's four metrics and the per-class IU. A class "
+                    "absent from both ground truth and prediction has no IU (n/a).")
+    p.add_argument("--weights", help="model file (.npz; default: the shipped checkpoint)")
+    p.add_argument("--data", default="synthetic", help="synthetic, voc:ROOT, sbd:ROOT, pet:ROOT, folders:I,L")
+    p.add_argument("--images", type=int, default=200, help="synthetic images (default 200)")
+    p.add_argument("--image-size", type=int, default=96, help="synthetic image side (default 96)")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_predict(args):
+    from .predict import predict_files
+
+    model = _load_weights(args.weights, args.device)
+    for image, mask, over, classes in predict_files(model, args.images, args.out):
+        print(f"{image}: classes {classes} -> {mask}, {over}")
+    return 0
+
+
+def add_predict_parser(sub):
+    p = sub.add_parser(
+        "predict", help="segment image files: colour mask and overlay PNGs",
+        description="Segment each image (any size; RGB, RGBA, grayscale or palette) and write "
+                    "NAME_mask.png (class indices with the VOC palette) and NAME_overlay.png.")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--weights", help="model file (.npz; default: the shipped checkpoint)")
+    p.add_argument("--out", default="minifcn-output/predictions", help="output folder")
+    p.set_defaults(func=_cmd_predict)

@@ -1,0 +1,110 @@
+"""Training settings, and the named presets that the commands and the shipped model use.
+
+A preset is a complete, seeded recipe: ``minifcn train --preset shipped`` re-creates the
+checkpoint that ships inside the package, and ``minifcn demo`` trains with ``demo``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..models.spec import REFERENCE_PAD
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (saved in every checkpoint).
+
+    Attributes (selection)
+    ----------------------
+    variant : {"fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce"}
+    width : float
+        Channel multiplier (1.0 = VGG16).
+    pad : int
+        conv1_1 padding. 100 in the reference; 69 is the smallest that keeps every FCN-8s
+        crop in bounds (81 for FCN-32s) and makes the first maps far smaller at small inputs.
+    data : str
+        ``"synthetic"`` (fresh generated batches), ``"voc:ROOT"``, ``"sbd:ROOT"``,
+        ``"pet:ROOT"`` or ``"folders:IMAGES,LABELS"``.
+    image_size : int
+        Synthetic image side, or the crop side for datasets (0: whole images, batch 1).
+    reduction : {"mean", "sum"}
+        Per-pixel mean loss, or the reference's sum (with its tiny learning rates).
+    iterations, minutes : int, float
+        Stop after this many updates, or this much wall time, whichever comes first.
+    init : str
+        ``"scratch"``, or a weight file (converted VGG16 or a saved FCN) copied in by name.
+    """
+
+    variant: str = "fcn8s"
+    width: float = 1 / 16
+    pad: int = REFERENCE_PAD
+    dropout: float = 0.5
+    learn_upsampling: bool = False
+    data: str = "synthetic"
+    image_size: int = 96
+    batch_size: int = 4
+    lr: float = 2e-2
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    bias_lr_x2: bool = False
+    schedule: str = "fixed"
+    warmup: int = 50
+    step_size: int = 0
+    gamma: float = 0.1
+    reduction: str = "mean"
+    iterations: int = 1000
+    minutes: float = 0.0
+    val_every: int = 500
+    val_images: int = 200
+    checkpoint_every: int = 500
+    seed: int = 0
+    init: str = "scratch"
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings: {', '.join(unknown)}")
+        return cls(**d)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+# The validation images of every synthetic run come from this seed, never used for training
+# batches (those are drawn from (seed, iteration)), so "held-out" means held out.
+SYNTHETIC_VAL_SEED = 10_000
+
+PRESETS = {
+    # minifcn demo: a narrow FCN-8s from scratch, a few minutes on 2 CPU cores
+    "demo": TrainConfig(variant="fcn8s", width=1 / 16, pad=69, dropout=0.0, image_size=96,
+                        batch_size=4, lr=2e-2, warmup=50, schedule="fixed", iterations=100_000,
+                        minutes=3.0, val_every=0, checkpoint_every=0, val_images=100),
+    # the checkpoint shipped in minifcn/assets/: same net, a longer budget, poly decay
+    "shipped": TrainConfig(variant="fcn8s", width=1 / 16, pad=69, dropout=0.0, image_size=96,
+                           batch_size=4, lr=2e-2, warmup=50, schedule="poly", iterations=30_000,
+                           val_every=2500, checkpoint_every=2500, val_images=200),
+    # seconds, for tests
+    "quick": TrainConfig(variant="fcn8s", width=1 / 32, pad=69, dropout=0.0, image_size=64,
+                         batch_size=2, lr=2e-2, warmup=5, iterations=20, val_every=10,
+                         checkpoint_every=10, val_images=8),
+}
+
+
+def preset(name):
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}: expected one of {sorted(PRESETS)}")
+    return PRESETS[name].replace()
+
+# Networks trained from scratch see images scaled to about [-2, 2]; weights converted from
+# VGG16 bring their own convention (minifcn.preprocess) and replace this.
+def scratch_preprocessing():
+    from ..preprocess import Preprocessing
+
+    return Preprocessing("RGB", 1.0, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))

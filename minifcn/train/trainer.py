@@ -1,0 +1,242 @@
+"""The training loop: forward, loss, backward, SGD step; logs, validation, checkpoints.
+
+Reproducible to the bit: batch ``i`` and the dropout masks of iteration ``i`` depend only on
+``(seed, i)``, and a checkpoint holds the parameters, the momentum buffers and ``i``, so a run
+resumed from a checkpoint continues exactly as if it had never stopped.
+
+Safe to stop: checkpoints are written atomically; Ctrl-C finishes the current iteration,
+saves and exits; a NaN or infinite loss stops the run with a message naming the iteration
+and leaves the last good checkpoint untouched.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..backend import to_host
+from ..models import MODELS
+from ..npzio import load_npz, save_npz
+from ..ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+from ..preprocess import Preprocessing, preprocess
+from .config import TrainConfig, scratch_preprocessing
+from .evaluate import evaluate
+from .optim import SGD, learning_rate
+from .sources import make_source
+
+LOG_FIELDS = ["iteration", "loss", "pixel_accuracy", "lr", "seconds",
+              "val_pixel_accuracy", "val_mean_accuracy", "val_mean_iu", "val_frequency_weighted_iu"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def build_model(config, num_classes, device="cpu"):
+    """The network of ``config``, initialised from scratch or from ``config.init``."""
+    model = MODELS[config.variant](num_classes, config.width, pad=config.pad, dropout=config.dropout,
+                                   learn_upsampling=config.learn_upsampling, seed=config.seed)
+    model.preprocessing = scratch_preprocessing()
+    if config.init != "scratch":
+        arrays, meta = load_npz(config.init)
+        copied = model.copy_params(arrays)
+        if not copied:
+            raise ValueError(f"{config.init}: no parameter matches {model.describe_short()} by name and shape")
+        if meta.get("preprocessing"):
+            model.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
+    return model.to(device)
+
+
+class Trainer:
+    """One training run writing into ``out_dir``.
+
+    Files: ``checkpoint.npz`` (latest state, for ``--resume``), ``model.npz`` (the trained
+    model alone, for ``evaluate``/``predict``), ``log.csv`` (one row per iteration),
+    ``summary.json`` and ``curves.png``.
+    """
+
+    def __init__(self, config: TrainConfig, out_dir, device="cpu", progress=True):
+        self.config, self.out_dir, self.device = config, Path(out_dir), device
+        self.progress = progress
+        self.source = make_source(config)
+        self.model = build_model(config, self.source.num_classes, device).train()
+        self.optimizer = SGD(self.model.named_parameters(), config.lr, config.momentum,
+                             config.weight_decay, config.bias_lr_x2)
+        self.iteration, self.elapsed, self.last_val = 0, 0.0, None
+        self._stop = False
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_path(self):
+        return self.out_dir / "checkpoint.npz"
+
+    def save_checkpoint(self):
+        arrays = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        arrays.update(self.optimizer.state_dict())
+        meta = {"minifcn_checkpoint": 1, "iteration": self.iteration, "elapsed": self.elapsed,
+                "config": self.config.to_dict(), "model": _jsonable(self.model.metadata())}
+        save_npz(self.checkpoint_path, arrays, meta)
+
+    @classmethod
+    def resume(cls, out_dir, device="cpu", progress=True, **overrides):
+        """Continue the run in ``out_dir`` from its checkpoint (``overrides``: e.g. more
+        ``iterations``)."""
+        path = Path(out_dir) / "checkpoint.npz"
+        arrays, meta = load_npz(path)
+        if "minifcn_checkpoint" not in meta:
+            raise ValueError(f"{path}: not a training checkpoint")
+        config = TrainConfig.from_dict(meta["config"]).replace(**overrides)
+        trainer = cls(config, out_dir, device, progress)
+        trainer.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+        trainer.optimizer.load_state_dict({k: v for k, v in arrays.items() if k.startswith("momentum.")},
+                                          trainer.model.xp)
+        trainer.iteration, trainer.elapsed = int(meta["iteration"]), float(meta["elapsed"])
+        _truncate_log(trainer.out_dir / "log.csv", trainer.iteration)
+        return trainer
+
+    # ------------------------------------------------------------------ one step
+    def step(self):
+        """One SGD update on batch ``self.iteration``. Returns ``(loss, pixel accuracy)``."""
+        cfg, model, xp = self.config, self.model, self.model.xp
+        images, labels = self.source.batch(self.iteration)
+        x = preprocess(images, model.preprocessing, xp=xp).astype(model.dtype, copy=False)
+        labels = xp.asarray(labels)
+        for k, layer in enumerate(l for l in model.layers.values() if hasattr(l, "p")):
+            layer.seed = int(np.random.SeedSequence([cfg.seed, self.iteration, k]).generate_state(1)[0])
+            layer.rng = None  # recreated from the seed: masks depend on (seed, iteration) only
+        scores = model(x)
+        loss, cache = softmax_cross_entropy_forward(scores, labels, 255, None, cfg.reduction)
+        if not np.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss became {loss} at iteration {self.iteration}; stopped without saving. "
+                f"Last good checkpoint: {self.checkpoint_path if self.checkpoint_path.exists() else 'none'}. "
+                f"Lower the learning rate (lr={cfg.lr:g}, reduction={cfg.reduction!r}: a summed loss "
+                f"wants a rate about the pixel count smaller than a mean loss)")
+        model.backward(softmax_cross_entropy_backward(1.0, cache))
+        lr = learning_rate(cfg.lr, self.iteration, cfg.schedule, cfg.iterations, cfg.step_size,
+                           cfg.gamma, warmup=cfg.warmup)
+        self.optimizer.step(lr)
+        valid = labels != 255
+        correct = float(((scores.argmax(axis=1) == labels) & valid).sum())
+        return loss, correct / max(float(valid.sum()), 1.0), lr
+
+    # ------------------------------------------------------------------ the loop
+    def run(self):
+        """Train until ``iterations`` or ``minutes`` run out (or Ctrl-C). Returns a summary."""
+        from tqdm import tqdm
+
+        cfg = self.config
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        budget = cfg.minutes * 60 if cfg.minutes else None
+        bar = tqdm(total=int(budget) if budget else cfg.iterations, initial=0 if budget else self.iteration,
+                   unit="s" if budget else "it", disable=not self.progress, dynamic_ncols=True,
+                   desc=f"{cfg.variant} width {cfg.width:g}")
+        previous = signal.signal(signal.SIGINT, self._request_stop)
+        log = _open_log(self.out_dir / "log.csv")
+        smooth_loss = smooth_acc = None
+        reason = "iterations"
+        try:
+            while self.iteration < cfg.iterations:
+                if budget is not None and self.elapsed >= budget:
+                    reason = "time budget"
+                    break
+                if self._stop:
+                    reason = "interrupted"
+                    break
+                start = time.perf_counter()
+                loss, acc, lr = self.step()
+                self.iteration += 1
+                self.elapsed += time.perf_counter() - start
+                smooth_loss = loss if smooth_loss is None else 0.95 * smooth_loss + 0.05 * loss
+                smooth_acc = acc if smooth_acc is None else 0.95 * smooth_acc + 0.05 * acc
+                row = {"iteration": self.iteration, "loss": f"{loss:.6g}", "pixel_accuracy": f"{acc:.6g}",
+                       "lr": f"{lr:.6g}", "seconds": f"{self.elapsed:.3f}"}
+                if cfg.val_every and self.iteration % cfg.val_every == 0:
+                    row.update(self.validate())
+                    bar.write(f"iteration {self.iteration}: validation mean IU {self.last_val['mean_iu']:.3f}, "
+                              f"pixel accuracy {self.last_val['pixel_accuracy']:.3f}")
+                log.writerow(row)
+                if cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+                bar.set_postfix(loss=f"{smooth_loss:.3f}", acc=f"{smooth_acc:.3f}", refresh=False)
+                if budget:
+                    bar.n = min(int(self.elapsed), int(budget))
+                    bar.refresh()
+                else:
+                    bar.update(1)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            bar.close()
+            log.close()
+        self.save_checkpoint()
+        return self.finish(reason)
+
+    def _request_stop(self, signum, frame):
+        self._stop = True  # finish the current iteration first: parameters stay consistent
+
+    def validate(self):
+        scores = evaluate(self.model, self.source.validation)
+        self.model.train()
+        self.last_val = scores
+        return {f"val_{k}": f"{scores[k]:.6g}" for k in
+                ("pixel_accuracy", "mean_accuracy", "mean_iu", "frequency_weighted_iu")}
+
+    def finish(self, reason):
+        from ..models.io import save_model
+        from .curves import plot_curves
+
+        save_model(self.model, self.out_dir / "model.npz",
+                   extra={"trained": {"iterations": self.iteration, "config": self.config.to_dict()}})
+        summary = {"stopped_by": reason, "iterations": self.iteration, "seconds": round(self.elapsed, 1),
+                   "validation": _jsonable(self.last_val), "config": self.config.to_dict()}
+        (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        plot_curves(self.out_dir / "log.csv", self.out_dir / "curves.png")
+        return summary
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, Preprocessing):
+        return value.to_dict()
+    if isinstance(value, (np.ndarray,)) or type(value).__module__.startswith("cupy"):
+        return [None if np.isnan(v) else float(v) for v in to_host(value).ravel()]
+    if isinstance(value, (np.floating, float)):
+        return None if np.isnan(value) else float(value)
+    return value
+
+
+class _CsvLog:
+    def __init__(self, path):
+        new = not path.exists() or path.stat().st_size == 0
+        self.file = open(path, "a", newline="")
+        self.writer = csv.DictWriter(self.file, LOG_FIELDS)
+        if new:
+            self.writer.writeheader()
+
+    def writerow(self, row):
+        self.writer.writerow(row)
+        self.file.flush()
+
+    def close(self):
+        self.file.close()
+
+
+def _open_log(path):
+    return _CsvLog(path)
+
+
+def _truncate_log(path, iteration):
+    """Drop log rows past the checkpoint's iteration (they will be redone identically)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= iteration]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)

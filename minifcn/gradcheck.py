@@ -94,6 +94,9 @@ def numerical_gradient(f, x, dout=None, h=1e-5, num_samples=None, rng=None, poin
     -------
     grad : numpy.ndarray, same shape as ``x`` (on the host)
     """
+    if not x.flags.c_contiguous:
+        raise ValueError("numerical_gradient: x must be C-contiguous (perturbing a copy would "
+                         "leave f() unchanged); pass np.ascontiguousarray(x) to f and here")
     flat = x.reshape(-1)  # a view: writing to it perturbs x
     if num_samples is None or num_samples >= flat.size:
         indices = range(flat.size)

@@ -1,0 +1,80 @@
+"""``minifcn figures``: regenerate the pictures of the documentation from the real ops.
+
+::
+
+    minifcn figures                  # writes docs/figures/*.png, *.gif
+    minifcn figures --out /tmp/figs
+
+Every picture is computed, none is drawn by hand: the numbers in the cells come from
+:mod:`minifcn.ops`, so the figures cannot drift from the code.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .viz import (bilinear_figure, conv2d_animation, conv_matrix_figure,
+                  conv_transpose2d_animation, not_inverse_figure, zero_insertion_figure)
+
+DEFAULT_OUT = Path("docs") / "figures"
+
+# file name -> (function, keyword arguments); referenced by docs/transposed-convolution.md
+FIGURES = {
+    "conv_matrix.png": (conv_matrix_figure, {}),
+    "conv2d_k3_s1_p0.gif": (conv2d_animation, {}),
+    "conv_transpose2d_k3_s1_p0.gif": (conv_transpose2d_animation, {}),
+    "conv2d_k3_s2_p1.gif": (conv2d_animation, {"input_hw": (5, 5), "stride": 2, "padding": 1}),
+    "conv_transpose2d_k3_s2_p1.gif": (conv_transpose2d_animation,
+                                      {"input_hw": (3, 3), "stride": 2, "padding": 1}),
+    "zero_insertion.png": (zero_insertion_figure, {}),
+    "not_inverse.png": (not_inverse_figure, {}),
+    "bilinear.png": (bilinear_figure, {}),
+}
+
+
+def make_figures(out_dir=DEFAULT_OUT, names=None):
+    """Write the figures into ``out_dir`` (created if missing).
+
+    Parameters
+    ----------
+    out_dir : str or Path
+    names : iterable of str, optional
+        A subset of :data:`FIGURES`' file names; all of them by default.
+
+    Returns
+    -------
+    paths : list of Path
+        The files written, in :data:`FIGURES` order.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wanted = list(FIGURES) if names is None else list(names)
+    unknown = sorted(set(wanted) - set(FIGURES))
+    if unknown:
+        raise ValueError(f"unknown figure(s) {unknown}; known: {sorted(FIGURES)}")
+    return [Path(function(out_dir / name, **kwargs))
+            for name, (function, kwargs) in FIGURES.items() if name in wanted]
+
+
+def run_figures(args):
+    """Entry point of ``minifcn figures``; returns the exit status."""
+    try:
+        paths = make_figures(args.out, args.only or None)
+    except ValueError as exc:
+        print(f"minifcn figures: {exc}")
+        return 2
+    for path in paths:
+        print(f"{path}  ({path.stat().st_size / 1024:.0f} KB)")
+    return 0
+
+
+def add_figures_parser(subparsers):
+    """Add the ``figures`` command to an ``argparse`` sub-parser set; sets ``func``."""
+    parser = subparsers.add_parser(
+        "figures", help="regenerate the documentation's figures",
+        description="Draw the transposed-convolution figures and animations from the real ops.")
+    parser.add_argument("--out", default=str(DEFAULT_OUT),
+                        help=f"output folder (default: {DEFAULT_OUT})")
+    parser.add_argument("--only", nargs="+", metavar="NAME", choices=sorted(FIGURES),
+                        help="write only these files")
+    parser.set_defaults(func=run_figures)
+    return parser

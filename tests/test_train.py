@@ -151,3 +151,16 @@ def test_comparison_figure(tmp_path):
     model = FCN8s(num_classes=5, width=1 / 64, pad=69)
     path = draw_comparison({"a": model, "b": model}, SyntheticShapes(2, 64, seed=1), tmp_path / "f.png", count=2)
     assert path.exists() and path.stat().st_size > 1000
+
+
+def test_boundary_band_of_the_skip_experiment():
+    from minifcn.train.experiment import boundary_band
+
+    label = np.zeros((7, 7), dtype=np.uint8)
+    label[2:5, 2:5] = 1
+    band = boundary_band(label, width=0)
+    # the edge pixels on both sides of the square's outline, nothing in the middle or far away
+    assert band[2, 2] and band[1, 2] and not band[3, 3] and not band[0, 0]
+    assert boundary_band(label, width=1).sum() > band.sum()
+    label[0, 0] = 255
+    assert not boundary_band(label, width=3)[0, 0]  # void never counts

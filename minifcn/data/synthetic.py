@@ -1,7 +1,7 @@
 """A built-in toy segmentation set: coloured shapes on cluttered backgrounds.
 
 Every command of minifcn runs on this set by default, so nothing has to be downloaded. An image
-holds 1 to 4 objects of four classes, drawn over a textured, noisy background with distractors:
+holds 1 to 3 objects of four classes, drawn over a textured, noisy background with distractors:
 
 =====  ==========  =======================================================
 label  class       what it looks like
@@ -16,7 +16,7 @@ label  class       what it looks like
 =====  ==========  =======================================================
 
 Object colours are drawn independently of the class, so colour tells the network nothing: it
-has to learn shape, the same lesson FCN learns on real images. Objects span about 12-45 % of
+has to learn shape, the same lesson FCN learns on real images. Objects span about 20-50 % of
 the image side; later objects lie on top of earlier ones and labels follow what is visible.
 
 Each shape is described by a signed distance function (negative inside, positive outside): the
@@ -58,7 +58,7 @@ def _background(rng, height, width):
         wave = np.sin(np.float32(2 * np.pi / period) * u)
         if kind == 2:
             wave = np.sign(wave * np.sin(np.float32(2 * np.pi / period) * v))
-        tint = rng.uniform(-1, 1, size=3).astype(np.float32) * rng.uniform(10, 40)
+        tint = rng.uniform(-1, 1, size=3).astype(np.float32) * rng.uniform(8, 25)
         image += wave[..., None] * tint
     return image
 
@@ -66,7 +66,7 @@ def _background(rng, height, width):
 def _distractors(rng, image, scale):
     """Thin lines and elongated blobs: clutter that belongs to the background class."""
     height, width = image.shape[:2]
-    for _ in range(rng.integers(0, 4)):
+    for _ in range(rng.integers(0, 3)):
         y0, x0 = rng.uniform(0, height), rng.uniform(0, width)
         ey, ex = rng.uniform(-0.6, 0.6, size=2) * (height, width)
         half_width = rng.uniform(0.5, 1.5) * scale
@@ -78,7 +78,7 @@ def _distractors(rng, image, scale):
             sdf = sdf_segment(dy + np.float32(ey / 2), dx + np.float32(ex / 2), ey, ex,
                               half_width)
             paint(image, sl, sdf, rng.uniform(0, 255, size=3).astype(np.float32))
-    for _ in range(rng.integers(0, 3)):
+    for _ in range(rng.integers(0, 2)):
         a = rng.uniform(0.06, 0.18) * min(height, width)
         b = a / rng.uniform(2.5, 5.0)  # elongated, so never mistaken for a circle
         win = window(height, width, rng.uniform(0, height), rng.uniform(0, width), a + 1)
@@ -139,9 +139,9 @@ def make_sample(rng, height=96, width=96):
     half_band = max(0.5, 0.75 * scale)  # void band ~1.5 px wide at 96 px, ~8 px at 500 px
 
     centres = []
-    for _ in range(rng.integers(1, 5)):
+    for _ in range(rng.integers(1, 4)):
         cls = int(rng.integers(1, 5))
-        size = rng.uniform(0.12, 0.45) * side
+        size = rng.uniform(0.2, 0.5) * side
         # Up to half the radius may leave the frame. Retry a few times to keep centres apart
         # so that objects rarely hide each other completely.
         for _ in range(6):
@@ -162,7 +162,7 @@ def make_sample(rng, height=96, width=96):
         region[inside] = cls
         region[np.abs(sdf) < half_band] = VOID_LABEL
 
-    sigma = rng.uniform(2, 10)
+    sigma = rng.uniform(2, 6)
     image += rng.standard_normal((height, width, 3), dtype=np.float32) * np.float32(sigma)
     return np.clip(image, 0, 255).astype(np.uint8), label
 

@@ -142,6 +142,13 @@ class FCN:
     def __call__(self, x):
         return self.forward(x)
 
+    def predict(self, image):
+        """Class of every pixel of a uint8 image (H, W, 3) (grayscale and RGBA accepted),
+        after the preprocessing these weights expect. Returns an (H, W) int64 array."""
+        from ..train.evaluate import segment
+
+        return segment(self, image)
+
     def train(self, mode=True):
         self.training = mode
         for layer in self.layers.values():

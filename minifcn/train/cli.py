@@ -30,6 +30,7 @@ OVERRIDES = {
     "checkpoint_every": (int, "checkpoint every N iterations (0: only at the end)"),
     "seed": (int, "seed of data order, augmentation, dropout and initialisation"),
     "init": (str, "scratch, or a weight file (converted VGG16, or an FCN to stage from)"),
+    "score_init_std": (float, "std of the scorers' random start (0: zeros, as the reference)"),
 }
 
 

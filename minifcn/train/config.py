@@ -34,6 +34,10 @@ class TrainConfig:
         Stop after this many updates, or this much wall time, whichever comes first.
     init : str
         ``"scratch"``, or a weight file (converted VGG16 or a saved FCN) copied in by name.
+    score_init_std : float
+        0 starts the scorers at zero, as the reference does when fine-tuning VGG16. From
+        scratch, zero scorers pass no gradient into the random trunk until they have grown;
+        a small random start (0.05) leaves the all-background plateau sooner.
     """
 
     variant: str = "fcn8s"
@@ -60,6 +64,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     init: str = "scratch"
+    score_init_std: float = 0.0
     extra: dict = field(default_factory=dict)
 
     def to_dict(self):
@@ -84,12 +89,13 @@ SYNTHETIC_VAL_SEED = 10_000
 PRESETS = {
     # minifcn demo: a narrow FCN-8s from scratch, a few minutes on 2 CPU cores
     "demo": TrainConfig(variant="fcn8s", width=1 / 16, pad=69, dropout=0.0, image_size=96,
-                        batch_size=4, lr=2e-2, warmup=50, schedule="fixed", iterations=100_000,
-                        minutes=3.0, val_every=0, checkpoint_every=0, val_images=100),
+                        batch_size=4, lr=5e-2, warmup=50, schedule="fixed", iterations=100_000,
+                        minutes=3.0, val_every=0, checkpoint_every=0, val_images=100,
+                        score_init_std=0.05),
     # the checkpoint shipped in minifcn/assets/: same net, a longer budget, poly decay
     "shipped": TrainConfig(variant="fcn8s", width=1 / 16, pad=69, dropout=0.0, image_size=96,
-                           batch_size=4, lr=2e-2, warmup=50, schedule="poly", iterations=30_000,
-                           val_every=2500, checkpoint_every=2500, val_images=200),
+                           batch_size=4, lr=5e-2, warmup=50, schedule="poly", iterations=16_000,
+                           val_every=2000, checkpoint_every=1000, val_images=200, score_init_std=0.05),
     # seconds, for tests
     "quick": TrainConfig(variant="fcn8s", width=1 / 32, pad=69, dropout=0.0, image_size=64,
                          batch_size=2, lr=2e-2, warmup=5, iterations=20, val_every=10,

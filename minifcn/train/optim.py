@@ -8,8 +8,6 @@ The update for a parameter ``w`` with gradient ``g`` (Caffe's and PyTorch's form
 """
 from __future__ import annotations
 
-import math
-
 SCHEDULES = ("fixed", "step", "poly")
 
 
@@ -89,5 +87,3 @@ class SGD:
             self.velocity[name] = xp.asarray(v) if xp is not None else v
 
 
-def is_finite(value):
-    return math.isfinite(value)

@@ -41,6 +41,11 @@ def build_model(config, num_classes, device="cpu"):
     model = MODELS[config.variant](num_classes, config.width, pad=config.pad, dropout=config.dropout,
                                    learn_upsampling=config.learn_upsampling, seed=config.seed)
     model.preprocessing = scratch_preprocessing()
+    if config.score_init_std:
+        rng = np.random.default_rng([config.seed, 1])
+        for name, layer in model.layers.items():
+            if name.startswith("score_") and hasattr(layer, "weight"):
+                layer.weight.data = (rng.standard_normal(layer.weight.shape) * config.score_init_std).astype(model.dtype)
     if config.init != "scratch":
         arrays, meta = load_npz(config.init)
         copied = model.copy_params(arrays)

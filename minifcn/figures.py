@@ -13,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .viz import (bilinear_figure, conv2d_animation, conv_matrix_figure,
-                  conv_transpose2d_animation, not_inverse_figure, zero_insertion_figure)
+                  conv_transpose2d_animation, make_concept_figures, not_inverse_figure,
+                  zero_insertion_figure)
 
 DEFAULT_OUT = Path("docs") / "figures"
 
@@ -62,6 +63,8 @@ def run_figures(args):
     except ValueError as exc:
         print(f"minifcn figures: {exc}")
         return 2
+    if not args.only:  # the concept pages' figures live in a sub-folder of their own
+        paths += make_concept_figures(Path(args.out) / "concepts")
     for path in paths:
         print(f"{path}  ({path.stat().st_size / 1024:.0f} KB)")
     return 0
@@ -71,7 +74,8 @@ def add_figures_parser(subparsers):
     """Add the ``figures`` command to an ``argparse`` sub-parser set; sets ``func``."""
     parser = subparsers.add_parser(
         "figures", help="regenerate the documentation's figures",
-        description="Draw the transposed-convolution figures and animations from the real ops.")
+        description="Draw the documentation's figures and animations from the real ops: "
+                    "transposed convolution into OUT, the concept pages' figures into OUT/concepts.")
     parser.add_argument("--out", default=str(DEFAULT_OUT),
                         help=f"output folder (default: {DEFAULT_OUT})")
     parser.add_argument("--only", nargs="+", metavar="NAME", choices=sorted(FIGURES),

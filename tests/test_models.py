@@ -197,3 +197,15 @@ def test_staged_copy_32s_to_16s_to_8s():
 def test_bad_input(x, error, match):
     with pytest.raises(error, match=match):
         FCN8s(**NARROW)(x)
+
+
+def test_describe_command(capsys):
+    from minifcn.cli import main
+
+    assert main(["describe", "fcn8s", "--size", "500x500"]) == 0
+    out = capsys.readouterr().out
+    assert "upscore8      upscore  21 x 568 x 568" in out and "363.1 GFLOP" in out
+    assert main(["describe", "fcn32s", "--size", "31x33", "--num-classes", "5", "--width", "0.0625"]) == 0
+    assert "score         crop     5 x 31 x 33" in capsys.readouterr().out
+    assert main(["describe", "fcn8s", "--size", "big"]) == 1
+    assert "--size must look like 500x500" in capsys.readouterr().err

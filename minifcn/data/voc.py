@@ -55,6 +55,8 @@ class VOCSegmentation(SegmentationFiles):
     split_file : path-like, optional
         Read the ids from this file instead (for example ``seg11valid.txt``).
 
+    Notes
+    -----
     Items are ``(image (H, W, 3) uint8 RGB, label (H, W) uint8)``.
     """
 

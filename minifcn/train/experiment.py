@@ -3,10 +3,11 @@
 The paper's Figure 4 shows FCN-32s' coarse blobs sharpening as pool4 (FCN-16s) and pool3
 (FCN-8s) feed finer detail into the prediction. This reruns that comparison: the three
 variants at one width, one conv1_1 padding (81, the smallest every variant allows), one
-budget, one seed, scored by mean IU and by pixel accuracy near object boundaries (a trimap
-band, where coarse predictions go wrong first).
+budget of iterations (not minutes, so a busy machine cannot favour one of them), one seed,
+scored by mean IU and by pixel accuracy near object boundaries (a trimap band, where coarse
+predictions go wrong first).
 
-Run: ``python -m minifcn.train.experiment --minutes 4 --out runs/skips`` (3 x the budget).
+Run: ``python -m minifcn.train.experiment --iterations 3000 --out runs/skips``.
 """
 from __future__ import annotations
 
@@ -56,12 +57,13 @@ def boundary_accuracy(model, dataset, width=3):
     return correct / max(total, 1)
 
 
-def run(minutes, out_dir, width=1 / 16, test_images=200, progress=True):
+def run(iterations, out_dir, width=1 / 16, test_images=200, progress=True):
     out_dir = Path(out_dir)
     test = SyntheticShapes(test_images, 96, seed=TEST_SEED)
     results = {}
     for variant in VARIANTS:
-        config = preset("demo").replace(variant=variant, width=width, pad=PAD, minutes=minutes)
+        config = preset("demo").replace(variant=variant, width=width, pad=PAD, minutes=0.0,
+                                        iterations=iterations)
         trainer = Trainer(config, out_dir / variant, progress=progress)
         summary = trainer.run()
         scores = evaluate(trainer.model, test)
@@ -75,11 +77,11 @@ def run(minutes, out_dir, width=1 / 16, test_images=200, progress=True):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--minutes", type=float, default=4.0, help="training time per variant")
+    p.add_argument("--iterations", type=int, default=3000, help="training iterations per variant")
     p.add_argument("--out", default="runs/skips", help="output folder")
     p.add_argument("--images", type=int, default=200, help="held-out test images")
     args = p.parse_args(argv)
-    results = run(args.minutes, args.out, test_images=args.images)
+    results = run(args.iterations, args.out, test_images=args.images)
     print(f"\n{'variant':<8}{'iterations':>11}{'mean IU':>9}{'pixel acc.':>11}{'boundary acc.':>14}")
     for v, r in results.items():
         print(f"{v:<8}{r['iterations']:>11}{r['mean_iu']:>9.3f}{r['pixel_accuracy']:>11.3f}"

@@ -1,8 +1,8 @@
-"""Write notebooks 01, 02, 04 and 05 of the course from the cell texts below.
+"""Write notebooks 00, 01, 02, 04, 05 and 06 of the course from the cell texts below.
 
 Run from the repository root::
 
-    python docs/make_notebooks.py           # rewrite the four notebooks
+    python docs/make_notebooks.py           # rewrite the six notebooks
     python docs/make_notebooks.py --check   # exit 1 if a notebook differs from this file
 
 Each notebook is one string in the percent format: a line ``# %% [markdown]`` starts a
@@ -20,6 +20,370 @@ import nbformat
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 KERNEL = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
           "language_info": {"name": "python"}}
+
+NB00 = r'''
+# %% [markdown]
+# 00 · Overview: a class for every pixel
+
+An image classifier answers one question per image: *what is in it?* Semantic segmentation
+answers it for every pixel: *which class does this pixel belong to?* The answer is a label
+map, the image's height and width, one class index per pixel.
+
+FCN (Long, Shelhamer and Darrell, *Fully Convolutional Networks for Semantic Segmentation*,
+CVPR 2015) gets there from a classifier in four steps, and minifcn writes every one of them
+by hand in NumPy. This notebook is the tour:
+
+1. the task, on a synthetic image and its label map;
+2. the FCN idea in four steps (classifier, fully convolutional, upsample, skips), each shown
+   with a few lines of the package;
+3. the narrow FCN-8s shipped inside the package segmenting an image it has never seen;
+4. its scores on 50 held-out images;
+5. where the rest of the series and the documentation take each step apart.
+
+# %%
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from IPython.display import Image, display
+
+from matplotlib.patches import Patch
+
+from minifcn.data import SYNTHETIC_CLASSES, SyntheticShapes, colorize, voc_colormap
+from minifcn.metrics import ConfusionMatrix, format_scores
+from minifcn.models import coordinate_maps, crop_offsets, network_specs
+from minifcn.models.describe import blob_rows
+from minifcn.npzio import load_npz
+from minifcn.ops import conv2d_forward, conv_output_size
+from minifcn.preprocess import preprocess
+from minifcn.train import evaluate, segment_batch
+from minifcn.train.demo import TEST_SEED, load_shipped, shipped_checkpoint
+from minifcn.viz import bilinear_upsample
+from minifcn.viz.concept_figures import fcn8s_sizes_figure
+
+np.set_printoptions(precision=4, suppress=True, linewidth=110)
+figures = Path(tempfile.mkdtemp())  # the pictures are drawn here, never into the repository
+
+
+def show(fig, name):
+    fig.savefig(figures / name, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    display(Image(filename=figures / name))
+
+# %% [markdown]
+## 1 · The task: a label for every pixel
+
+minifcn's built-in data set draws circles, squares, triangles and rings in random colours on
+cluttered backgrounds (`minifcn.data.synthetic`): nothing to download, and colour tells the
+network nothing, so it has to learn shape. Five classes, plus the void label 255 on a thin
+band around every object, as in PASCAL VOC: pixels there count neither in the loss nor in
+the scores. `colorize` paints a label map with the VOC colours (void in cream).
+
+These 50 images come from a seed that no training run uses. Image 2 holds a circle, a square
+and a ring:
+
+# %%
+test = SyntheticShapes(50, 96, seed=TEST_SEED)
+image, label = test[2]
+print("image", image.shape, image.dtype, "  label map", label.shape, label.dtype)
+names = {**dict(enumerate(SYNTHETIC_CLASSES)), 255: "void"}
+for value, count in zip(*np.unique(label, return_counts=True)):
+    print(f"  label {value:3d} {names[value]:<11s}{count:5d} pixels")
+assert label.shape == image.shape[:2]
+assert set(np.unique(label)) <= {0, 1, 2, 3, 4, 255}
+
+colours = voc_colormap() / 255
+fig, axes = plt.subplots(1, 2, figsize=(5, 2.6))
+axes[0].imshow(image)
+axes[1].imshow(colorize(label), interpolation="nearest")
+for ax, title in zip(axes, ["image (96 x 96 x 3)", "label map (96 x 96)"]):
+    ax.set(title=title, xticks=[], yticks=[])
+fig.legend(handles=[Patch(color=colours[v], label=f"{v} {n}") for v, n in names.items()],
+           loc="center right", bbox_to_anchor=(1.22, 0.5), fontsize=8)
+show(fig, "task.png")
+
+# %% [markdown]
+The label map is just numbers. Around the first void pixel:
+
+# %%
+r, c = np.argwhere(label == 255)[0]
+print(label[max(r - 3, 0):r + 5, max(c - 4, 0):c + 6])
+
+# %% [markdown]
+## 2 · The FCN idea in four steps
+
+### Step 1 · A classifier: one answer per image, one input size
+
+VGG16, the classifier FCN starts from, runs thirteen 3x3 convolutions (padding 1: they keep
+the size) and five 2x2 max-pools (each halves it). A 224x224 image leaves `pool5`, 512 maps of
+7x7, and the fully connected `fc6` reads those 25,088 numbers through a `4096 x 25088` weight
+matrix. Any other size gives another number of inputs, and the matrix does not fit:
+
+# %%
+def pool5_side(side):
+    for _ in range(5):
+        side = conv_output_size(side, 2, 2, 0, ceil_mode=True)
+    return side
+
+
+for side in (224, 256, 500):
+    s = pool5_side(side)
+    print(f"{side}x{side} image -> pool5 512 x {s} x {s} = {512 * s * s:,} numbers"
+          + ("  (fc6 fits)" if 512 * s * s == 25_088 else "  (fc6 does not fit)"))
+assert pool5_side(224) == 7
+
+# %% [markdown]
+### Step 2 · Fully convolutional: the classifier becomes a convolution
+
+Reshape `fc6`'s weight to `(4096, 512, 7, 7)` and it is a 7x7 convolution. On a 7x7 `pool5` it
+computes exactly the fully connected layer; on a bigger one it slides, and answers at every
+position. With small numbers (3 channels, 4 outputs):
+
+# %%
+rng = np.random.default_rng(0)
+w_fc = rng.standard_normal((4, 3 * 7 * 7))                    # an FC layer on a 3 x 7 x 7 map
+feat = rng.standard_normal((1, 3, 9, 9))                      # a bigger map: 9 x 9
+out = conv2d_forward(feat, w_fc.reshape(4, 3, 7, 7))[0]       # (1, 4, 3, 3): 3x3 answers
+print("one answer per position:", out.shape)
+for i in range(3):
+    for j in range(3):
+        assert np.allclose(out[0, :, i, j], w_fc @ feat[0, :, i:i + 7, j:j + 7].ravel())
+
+# %% [markdown]
+Convolutionalize `fc6` and `fc7` (a 1x1 convolution), add a 1x1 scorer (`score_fr`, one map per
+class) and the network takes any input and returns a *map* of class scores. A coarse one: for
+a 500x500 image, 16x16 scores, spaced 32 pixels apart (the coordinate map `32*x + ...` says
+where each one sits in the image). `blob_rows` is the table of `minifcn describe`:
+
+# %%
+rows32 = {r["name"]: r for r in blob_rows("fcn32s", 500, 500)}
+for name in ("data", "pool5", "fc6", "fc7", "score_fr"):
+    r = rows32[name]
+    print(f"{name:10s}{str(r['shape']):>18s}   x_in = {r['map']}")
+assert rows32["score_fr"]["shape"] == (21, 16, 16)
+assert coordinate_maps(network_specs("fcn32s"))["score_fr"].scale == 32
+
+# %% [markdown]
+### Step 3 · Upsample: the transposed convolution
+
+A transposed convolution with stride `s` turns each input pixel into a `k x k` patch, `s`
+pixels apart: the map grows `s` times. FCN initialises it to bilinear interpolation. On a
+ramp (each row `0, 1, 2, 3`), upsampling by 2 (kernel 4, stride 2, padding 1) gives values
+halfway between the old ones, `0.25, 0.75, ..., 2.75`, except at the border, which has only
+one neighbour and fades:
+
+# %%
+ramp = np.tile(np.arange(4.0), (1, 4, 1))          # (C, H, W) = (1, 4, 4)
+up = bilinear_upsample(ramp, 2)                    # (1, 8, 8)
+print(up[0])
+assert np.allclose(up[0, 1:7, 1:7], np.arange(0.25, 3.0, 0.5))
+
+# %% [markdown]
+FCN-32s upsamples `score_fr` 32 times in one step (kernel 64, stride 32), to 544x544 for a
+500x500 image, and crops the image's 500x500 out of it. The crop starts at 19, an offset
+derived from the layers' coordinate maps (notebook 05):
+
+# %%
+print("upscore", rows32["upscore"]["shape"], "-> score", rows32["score"]["shape"],
+      "cropped at", crop_offsets(network_specs("fcn32s"))["score"])
+assert rows32["upscore"]["shape"][1:] == ((16 - 1) * 32 + 64,) * 2
+
+# %% [markdown]
+### Step 4 · Skips: finer layers add detail
+
+One 32x step can only paint blobs: every score covers a 32-pixel cell. FCN-16s adds scores
+computed from `pool4` (a 16-pixel grid) to the 2x-upsampled coarse scores; FCN-8s does it
+again with `pool3` (8 pixels) before the final 8x upsampling. Each added map is cropped so that
+its pixels line up with the other's: at 5 and 9, and the output at 31. Every blob of FCN-8s at
+500x500:
+
+# %%
+display(Image(filename=fcn8s_sizes_figure(figures / "sizes.png")))
+
+# %% [markdown]
+The head of the network, coarse to fine (channels x height x width, the grid spacing in input
+pixels, and the crop offsets):
+
+# %%
+rows8 = {r["name"]: r for r in blob_rows("fcn8s", 500, 500)}
+for name in ("score_fr", "upscore2", "score_pool4", "score_pool4c", "upscore_pool4",
+             "score_pool3", "score_pool3c", "upscore8", "score"):
+    r = rows8[name]
+    offset = "" if r["offset"] is None else f"crop at {r['offset']}"
+    print(f"{name:14s}{str(r['shape']):>16s}   every {float(r['map'].scale):g} px   {offset}")
+assert crop_offsets(network_specs("fcn8s")) == {"score_pool4c": 5, "score_pool3c": 9, "score": 31}
+
+# %% [markdown]
+## 3 · A trained FCN-8s segments an image
+
+The package ships a narrow FCN-8s (every channel count divided by 16, `conv1_1` padding 69),
+trained from scratch on synthetic shapes by `minifcn train --preset shipped`. Its file
+records the network and how it was trained:
+
+# %%
+model = load_shipped()
+arrays, meta = load_npz(shipped_checkpoint())
+trained = meta.get("trained", {})
+print(model, f"{model.num_parameters():,} parameters")
+print("trained for", trained.get("iterations"), "iterations;",
+      {k: trained.get("config", {}).get(k) for k in ("batch_size", "image_size", "lr", "schedule")})
+
+# %% [markdown]
+`model.predict(image)` is three steps: preprocess (the convention stored with the weights),
+forward, and the class with the highest score at each pixel:
+
+# %%
+prediction = model.predict(image)                  # (96, 96) int64
+x = preprocess(image, model.preprocessing)         # (1, 3, 96, 96) float32
+scores = model.eval()(x)                           # (1, 5, 96, 96)
+assert np.array_equal(scores.argmax(axis=1)[0], prediction)
+print("scores", scores.shape, "-> prediction", prediction.shape,
+      "classes", np.unique(prediction).tolist())
+
+# %% [markdown]
+Four held-out images, their ground truth and the predictions:
+
+# %%
+samples = [test[i] for i in range(4)]
+predictions = segment_batch(model, np.stack([s[0] for s in samples]))   # (4, 96, 96)
+fig, axes = plt.subplots(3, 4, figsize=(8, 6.2))
+for k, ((img, lab), pred) in enumerate(zip(samples, predictions)):
+    valid = lab != 255
+    accuracy = (pred[valid] == lab[valid]).mean()
+    for row, (picture, title) in enumerate([(img, f"image {k}"), (colorize(lab), "ground truth"),
+                                            (colorize(pred), f"prediction ({accuracy:.0%})")]):
+        axes[row, k].imshow(picture, interpolation="nearest")
+        axes[row, k].set(title=title, xticks=[], yticks=[])
+show(fig, "predictions.png")
+
+# %% [markdown]
+## 4 · Scored on 50 held-out images
+
+`evaluate` accumulates one confusion matrix over all 50 images (void pixels left out) and
+derives the paper's four scores: pixel accuracy, mean accuracy over classes, mean IU
+(intersection over union, averaged over classes) and frequency-weighted IU. Notebook 04 works
+them out by hand.
+
+# %%
+results = evaluate(model, test)
+print(format_scores(results, SYNTHETIC_CLASSES))
+
+# %% [markdown]
+Pixel accuracy is the simplest of the four; counted directly from the predictions it agrees:
+
+# %%
+correct = valid = 0
+for start in range(0, len(test), 10):
+    batch = [test[i] for i in range(start, start + 10)]
+    labels = np.stack([lab for _, lab in batch])
+    preds = segment_batch(model, np.stack([img for img, _ in batch]))
+    correct += int(((preds == labels) & (labels != 255)).sum())
+    valid += int((labels != 255).sum())
+print(f"{correct} of {valid} labelled pixels right: {correct / valid:.4f}")
+assert np.isclose(correct / valid, results["pixel_accuracy"])
+
+# %% [markdown]
+Mean IU is the number the paper reports, because pixel accuracy flatters: most pixels are
+background. A "network" that answers background everywhere scores well on pixel accuracy and
+badly on mean IU:
+
+# %%
+lazy = ConfusionMatrix(5)
+for i in range(len(test)):
+    lab = test[i][1]
+    lazy.update(lab, np.zeros_like(lab))
+lazy_scores = lazy.scores()
+print(f"background everywhere: pixel accuracy {lazy_scores['pixel_accuracy']:.3f}, "
+      f"mean IU {lazy_scores['mean_iu']:.3f}")
+print(f"the shipped FCN-8s:    pixel accuracy {results['pixel_accuracy']:.3f}, "
+      f"mean IU {results['mean_iu']:.3f}")
+
+# %% [markdown]
+## 5 · The rest of the series
+
+Each step above has a notebook that builds it from loops, checks it on numbers small enough
+to work by hand, and checks its gradient numerically:
+
+| notebook | what it builds |
+|---|---|
+| `01_im2col_and_convolution` | convolution as loops, im2col, one matrix product; the backward pass |
+| `02_pooling_and_1x1_convolution` | max-pooling with ceil rounding, 1x1 convolution, convolutionalization (step 2) |
+| `03_transposed_convolution` | the transposed convolution as `C^T`, zero insertion, bilinear upsampling (step 3) |
+| `04_softmax_cross_entropy_and_metrics` | the per-pixel loss, the void label, sum or mean, the four scores |
+| `05_fcn8s` | the whole network: shapes, coordinate maps, crop offsets 5, 9, 31, padding 100 (step 4) |
+| `06_training` | one SGD step by hand, schedules, resuming bit for bit, the skip experiment |
+| `07_vgg16_weights` | VGG16's weight files, layouts and preprocessing |
+
+The documentation (`docs/`, built with Sphinx) explains the same ideas in prose: *Getting
+started*, one page per op (convolution and im2col, max-pooling, 1x1 convolution and
+convolutionalization, ReLU and dropout, transposed convolution, crop and skip connections,
+softmax cross-entropy, segmentation metrics), *The FCN-8s model*, *Pretrained weights*,
+*Training*, the measured skip experiment (`docs/experiments.md`), *Running on a GPU* and the
+FAQ. From the command line, `minifcn demo` trains a
+narrow FCN-8s for a few minutes and compares it with the shipped one.
+
+## Summary
+
+- Semantic segmentation gives every pixel a class: the output is a label map of the image's
+  size (here 5 classes, 255 for void).
+- FCN turns a classifier into a segmenter: its fully connected layers become convolutions, so
+  it takes any size and returns a coarse map of scores (every 32 pixels); a transposed
+  convolution upsamples the map; skips from `pool4` and `pool3` add finer detail; crops at
+  offsets 5, 9 and 31 line the maps up.
+- `model.predict(image)` is preprocess, forward, argmax over classes at every pixel.
+- Segmentation is scored from one confusion matrix over the whole data set; mean IU is the
+  headline, because pixel accuracy rewards answering background everywhere.
+
+## Exercises
+
+Each answer cell is filled in; the cell after it checks the answer against the package.
+
+1. How many class labels does the shipped model return for a 96x80 image?
+
+# %%
+answer_1 = 96 * 80
+
+# %%
+assert model.predict(np.zeros((96, 80, 3), np.uint8)).size == answer_1
+
+# %% [markdown]
+2. FCN-16s' `score_pool4` scores sit on a grid how many input pixels apart?
+
+# %%
+answer_2 = 16
+
+# %%
+assert coordinate_maps(network_specs("fcn16s"))["score_pool4"].scale == answer_2
+
+# %% [markdown]
+3. The shipped model pads `conv1_1` by 69, not 100. What is the smallest square image it
+   accepts? (`fc6`'s 7x7 window must fit in `pool5`.)
+
+# %%
+answer_3 = 57   # 57 + 2*69 - 2 = 193 -> pools 97, 49, 25, 13, 7; 56 would leave pool5 6x6
+
+# %%
+assert model.predict(np.zeros((answer_3, answer_3, 3), np.uint8)).shape == (answer_3, answer_3)
+try:
+    model.predict(np.zeros((answer_3 - 1, answer_3 - 1, 3), np.uint8))
+    one_less_fits = True
+except ValueError:
+    one_less_fits = False
+assert not one_less_fits
+
+# %% [markdown]
+4. What mean IU does "background everywhere" score on the 50 test images? (Its IU on
+   background is the background's share of the labelled pixels; the four shape classes
+   score 0.)
+
+# %%
+all_labels = np.stack([test[i][1] for i in range(len(test))])
+answer_4 = (all_labels == 0).sum() / (all_labels != 255).sum() / 5
+
+# %%
+assert np.isclose(lazy_scores["mean_iu"], answer_4)
+'''
 
 NB01 = r'''
 # %% [markdown]
@@ -1273,11 +1637,535 @@ answer_4 = 4096 * 512 * 7 * 7 + 4096
 assert rows["fc6"]["params"] == answer_4
 '''
 
+NB06 = r'''
+# %% [markdown]
+# 06 · Training: one SGD step by hand, schedules, resuming, and the skip experiment
+
+Notebooks 01 to 05 built every forward and backward pass of FCN-8s. Training strings them
+together: forward, per-pixel loss, backward, an SGD update with momentum, thousands of times.
+`minifcn.train.Trainer` does that; this notebook takes it apart:
+
+1. one iteration written out by hand, on a batch of synthetic shapes, checked on numbers
+   known in advance and then against `Trainer.step`, bit for bit;
+2. a check that the update goes downhill as fast as the gradient says;
+3. the learning-rate schedules (fixed, step, poly, warm-up);
+4. a summed loss against a per-pixel mean, and what that does to the learning rate;
+5. a short training run and its curves;
+6. resuming from a checkpoint, with the same parameters to the last bit as a run that never
+   stopped;
+7. the skip experiment (the paper's Figure 4) and its boundary band, with a live version
+   far too small to settle anything.
+
+Everything runs on the `quick` preset: a narrow FCN-8s (`width=1/32`) on batches of two 64x64
+images, about a tenth of a second per iteration on an idle CPU.
+
+# %%
+import inspect
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from IPython.display import Image, display
+
+from minifcn.data.palette import colorize
+from minifcn.data.synthetic import SYNTHETIC_CLASSES, SyntheticShapes, sample_batch
+from minifcn.layers import Parameter
+from minifcn.metrics import ConfusionMatrix
+from minifcn.models import FCN8s
+from minifcn.npzio import load_npz
+from minifcn.ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+from minifcn.preprocess import preprocess
+from minifcn.train import SGD, Trainer, TrainingDiverged, evaluate, learning_rate, preset
+from minifcn.train import experiment
+from minifcn.train.demo import TEST_SEED
+from minifcn.train.trainer import build_model
+
+np.set_printoptions(precision=4, suppress=True, linewidth=110)
+figures = Path(tempfile.mkdtemp())  # pictures and training runs go here, never into the repo
+
+
+def show(fig, name):
+    fig.savefig(figures / name, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    display(Image(filename=figures / name))
+
+# %% [markdown]
+## 1 · The picture: one batch
+
+The `quick` preset trains on fresh synthetic batches: batch `i` is drawn from
+`default_rng([seed, i])`, so every run, and every resumed run, sees the same batches in the
+same order. Batch 0, with its label maps (the cream band is void, label 255):
+
+# %%
+config = preset("quick")
+print({k: getattr(config, k) for k in ("variant", "width", "pad", "image_size", "batch_size",
+                                       "lr", "momentum", "weight_decay", "warmup", "reduction")})
+images, labels = sample_batch(np.random.default_rng([config.seed, 0]), config.batch_size,
+                              config.image_size)      # (2, 64, 64, 3) uint8, (2, 64, 64) uint8
+fig, axes = plt.subplots(1, 4, figsize=(8, 2.2))
+for n in range(config.batch_size):
+    axes[2 * n].imshow(images[n])
+    axes[2 * n + 1].imshow(colorize(labels[n]), interpolation="nearest")
+for ax, title in zip(axes, ["image 0", "labels 0", "image 1", "labels 1"]):
+    ax.set(title=title, xticks=[], yticks=[])
+show(fig, "batch.png")
+
+# %% [markdown]
+## 2 · The loop: one iteration by hand
+
+Five steps, each a call you have met:
+
+1. preprocess: uint8 `(N, H, W, 3)` to float32 `(N, 3, H, W)`, here `(pixel/255 - 0.5) / 0.25`;
+2. forward: `scores = model(x)`, `(N, 5, H, W)`;
+3. loss: the mean per-pixel softmax cross-entropy, void pixels left out;
+4. backward: `model.backward(dscores)` fills every `p.grad`;
+5. update: SGD with momentum and weight decay.
+
+The network is the one the trainer builds for this preset (`build_model`: He-normal trunk,
+bilinear upsampling, scorers at zero), from the same seed.
+
+# %%
+model = build_model(config, num_classes=len(SYNTHETIC_CLASSES))
+x = preprocess(images, model.preprocessing)            # (2, 3, 64, 64) float32
+y = labels.astype(np.int64)                            # (2, 64, 64)
+scores = model(x)                                      # (2, 5, 64, 64)
+loss, cache = softmax_cross_entropy_forward(scores, y, reduction=config.reduction)
+model.backward(softmax_cross_entropy_backward(1.0, cache))
+print(f"x {x.shape}, range [{x.min():.2f}, {x.max():.2f}]; scores {scores.shape}; loss {loss:.6f}")
+
+# %% [markdown]
+### Checked on numbers known in advance
+
+The score layers start at zero, so every score is 0, every class gets probability 1/5, and
+the loss is exactly `log 5 = 1.609438`. For the same reason the first gradient reaches only
+the score layers (the trunk's gradient passes through their zero weights), and the three
+`upscore` layers have none at all: they are fixed bilinear interpolation.
+
+# %%
+assert np.isclose(loss, np.log(5))
+for name, p in model.named_parameters():
+    if p.grad is None:
+        print(f"{name:22s} no gradient (fixed)")
+    elif np.abs(p.grad).max() > 0:
+        print(f"{name:22s} |g| max {np.abs(p.grad).max():.2e}")
+moving = {n for n, p in model.named_parameters() if p.grad is not None and np.abs(p.grad).max() > 0}
+still = [n for n, p in model.named_parameters() if p.grad is not None and n not in moving]
+print(f"and {len(still)} trunk arrays ({still[0]} ... {still[-1]}) whose gradient is exactly 0")
+assert moving <= {f"{s}.{k}" for s in ("score_fr", "score_pool4", "score_pool3")
+                  for k in ("weight", "bias")}
+
+# %% [markdown]
+The update of `minifcn.train.optim.SGD`, Caffe's and PyTorch's form:
+
+    v = momentum * v + (g + weight_decay * w)      # no weight decay on biases
+    w = w - lr * v
+
+On one number, by hand: `w = 1`, gradient `0.5` twice, `lr = 0.1`, momentum `0.9`, weight
+decay `0.01`.
+
+- step 1: `v = 0.5 + 0.01*1 = 0.51`, `w = 1 - 0.1*0.51 = 0.949`
+- step 2: `v = 0.9*0.51 + (0.5 + 0.01*0.949) = 0.96849`, `w = 0.949 - 0.096849 = 0.852151`
+
+# %%
+w = Parameter(np.array([1.0]))
+sgd = SGD([("toy.weight", w)], lr=0.1, momentum=0.9, weight_decay=0.01)
+for expected in (0.949, 0.852151):
+    w.grad = np.array([0.5])
+    sgd.step()
+    print(w.data, sgd.velocity["toy.weight"])
+    assert np.isclose(w.data[0], expected)
+
+# %% [markdown]
+Now the same update written out for the network. The learning rate of iteration 0 is the
+preset's 0.02 times the warm-up factor `1/5`:
+
+# %%
+lr = learning_rate(config.lr, 0, config.schedule, config.iterations, warmup=config.warmup)
+print("lr at iteration 0:", lr)
+assert np.isclose(lr, 0.02 / 5)
+velocity = {}
+for name, p in model.named_parameters():
+    if not p.requires_grad:
+        continue                                   # the bilinear upscore layers stay fixed
+    g = p.grad if name.endswith(".bias") else p.grad + config.weight_decay * p.data
+    velocity[name] = g.copy()                      # v starts at 0: 0 * momentum + g
+    p.data -= np.float32(lr) * velocity[name]
+
+# %% [markdown]
+## 3 · The fast version: `Trainer.step`
+
+`Trainer.step` is those five steps (plus fixing the dropout seeds of the iteration, and a
+check for a NaN loss):
+
+# %%
+print(inspect.getsource(Trainer.step))
+
+# %% [markdown]
+A trainer on the same preset takes its first step; its parameters and momentum buffers agree
+with the hand-written ones to the last bit:
+
+# %%
+trainer = Trainer(config, figures / "one-step", progress=False)
+trainer.step()
+for (name, mine), (_, theirs) in zip(model.named_parameters(), trainer.model.named_parameters()):
+    assert np.array_equal(mine.data, theirs.data), name
+for name, v in velocity.items():
+    assert np.array_equal(v, trainer.optimizer.velocity[name]), name
+print(f"{len(velocity)} parameter arrays and momentum buffers identical")
+
+# %% [markdown]
+### Gradient check: downhill at the rate the gradient predicts
+
+To first order a step `w - eps * g` lowers the loss by `eps * |g|^2`, the sum of every
+squared gradient entry. The ratio of the real decrease to that prediction goes to 1 as the
+step shrinks; a wrong gradient anywhere would leave it elsewhere. In float64 (notebook 01
+explains why), from the weights after the step above (the scorers are no longer zero, so the
+whole trunk has a gradient), dropout off:
+
+# %%
+net64 = FCN8s(5, config.width, pad=config.pad, dropout=0.0, dtype=np.float64)
+net64.load_state_dict({k: v.astype(np.float64) for k, v in model.state_dict().items()})
+x64 = x.astype(np.float64)
+
+
+def loss_and_grads(net):
+    loss, cache = softmax_cross_entropy_forward(net(x64), y)
+    net.backward(softmax_cross_entropy_backward(1.0, cache))
+    return loss, {n: p.grad.copy() for n, p in net.named_parameters() if p.requires_grad}
+
+
+loss0, grads = loss_and_grads(net64)
+start = {n: p.data.copy() for n, p in net64.named_parameters()}
+g_squared = sum(float((g * g).sum()) for g in grads.values())
+print(f"loss {loss0:.6f}, |g|^2 = {g_squared:.4e}")
+ratios = []
+for eps in (1.0, 0.1, 0.01, 0.001, 0.0001):
+    for n, p in net64.named_parameters():
+        p.data = start[n] - eps * grads[n] if n in grads else start[n]
+    loss1 = softmax_cross_entropy_forward(net64(x64), y)[0]
+    ratios.append((loss0 - loss1) / (eps * g_squared))
+    print(f"eps {eps:6g}: decrease {loss0 - loss1:.4e}, predicted {eps * g_squared:.4e}, "
+          f"ratio {ratios[-1]:.6f}")
+assert abs(ratios[-1] - 1) < 1e-3
+
+# %% [markdown]
+## 4 · Learning-rate schedules
+
+`learning_rate(base_lr, iteration, schedule, ...)` gives the rate of every iteration:
+
+- `fixed`: `base_lr`;
+- `step`: `base_lr * gamma ** (iteration // step_size)`, divided by 10 every `step_size`;
+- `poly`: `base_lr * (1 - iteration / max_iter) ** 0.9`, down to 0 at the end (the shipped
+  checkpoint's schedule);
+- a linear warm-up over the first `warmup` iterations multiplies any of them: iteration `i`
+  gets `(i + 1) / warmup` of the rate, so the first big gradients of a random network do not
+  throw it far.
+
+# %%
+iterations = np.arange(1000)
+schedules = {
+    "fixed": [learning_rate(0.05, i, "fixed", warmup=50) for i in iterations],
+    "step (step_size 300)": [learning_rate(0.05, i, "step", step_size=300, warmup=50)
+                             for i in iterations],
+    "poly (max_iter 1000)": [learning_rate(0.05, i, "poly", 1000, warmup=50) for i in iterations],
+}
+fig, ax = plt.subplots(figsize=(6.5, 3))
+for name, rates in schedules.items():
+    ax.plot(iterations, rates, label=name)
+ax.set(xlabel="iteration", ylabel="learning rate", title="base 0.05, 50 warm-up iterations")
+ax.legend(loc="center right")
+show(fig, "schedules.png")
+
+# %% [markdown]
+Read off the curves, and checked:
+
+# %%
+print("warm-up, iteration 0:  ", learning_rate(0.05, 0, "fixed", warmup=50))
+print("step, iteration 650:   ", learning_rate(0.05, 650, "step", step_size=300))
+print("poly, iteration 500:   ", learning_rate(0.05, 500, "poly", 1000))
+assert np.isclose(learning_rate(0.05, 0, "fixed", warmup=50), 0.05 / 50)
+assert np.isclose(learning_rate(0.05, 650, "step", step_size=300), 0.05 * 0.1 ** 2)
+assert np.isclose(learning_rate(0.05, 500, "poly", 1000), 0.05 * 0.5 ** 0.9)
+assert learning_rate(0.05, 1000, "poly", 1000) == 0
+
+# %% [markdown]
+## 5 · Sum or mean, and the learning rate
+
+The reference sums the loss over the pixels of its one image per batch; minifcn's presets take
+the mean over the valid pixels. The summed gradient is `n_valid` times the mean one, so the
+learning rate must be `n_valid` times smaller for the same step. On this batch:
+
+# %%
+n_valid = int((y != 255).sum())
+loss_sum, cache_sum = softmax_cross_entropy_forward(scores, y, reduction="sum")
+g_sum = softmax_cross_entropy_backward(1.0, cache_sum)
+g_mean = softmax_cross_entropy_backward(1.0, cache)
+print(f"{n_valid} valid pixels of {y.size}; loss sum {loss_sum:.1f} = mean {loss:.4f} x {n_valid}")
+print(f"lr {config.lr} on the mean takes the step of lr {config.lr / n_valid:.3e} on the sum")
+assert np.isclose(loss_sum, loss * n_valid, rtol=1e-5)
+assert np.allclose(g_sum, g_mean * n_valid, rtol=1e-4, atol=1e-6)
+
+# %% [markdown]
+The same rule gives the reference's tiny rates: 1e-10 on a summed 500x500 image is about
+2.5e-5 on a mean. (Weight decay does not scale with it: `weight_decay * w` is added to the
+gradient, so under a summed loss it is 250,000 times weaker relative to the data term.)
+
+Use the mean-loss rate with a summed loss and the steps are thousands of times too large. The
+trainer stops at the first NaN or infinite loss, says where, and suggests the fix:
+
+# %%
+diverged = False
+try:
+    with np.errstate(over="ignore", invalid="ignore"):   # the overflow is the point here
+        Trainer(config.replace(reduction="sum", warmup=0, iterations=20, val_every=0),
+                figures / "diverges", progress=False).run()
+except TrainingDiverged as exc:
+    print("TrainingDiverged:", exc)
+    diverged = True
+assert diverged
+
+# %% [markdown]
+## 6 · A short run and its curves
+
+`Trainer.run` repeats the step, logs every iteration to `log.csv`, validates every `val_every`
+iterations on held-out images (their own seed, never a training batch), checkpoints, and at
+the end writes `model.npz`, `summary.json` and `curves.png`. Twelve iterations of the `quick`
+preset, validated every four, with dropout switched on (0.5, the reference's value), so that
+the resume test of section 7 has to reproduce the dropout masks too:
+
+# %%
+run_config = config.replace(iterations=12, val_every=4, checkpoint_every=4, dropout=0.5)
+straight = Trainer(run_config, figures / "straight", progress=False)
+summary = straight.run()
+print(summary["stopped_by"], summary["iterations"], "iterations in", summary["seconds"], "s")
+print((figures / "straight" / "log.csv").read_text())
+display(Image(filename=figures / "straight" / "curves.png"))
+
+# %% [markdown]
+The loss falls from `log 5` as the scorers learn the class frequencies: most pixels are
+background, so the first thing any segmentation net learns is to say "background" everywhere.
+That is a trap worth recognising: predicting background everywhere scores a high pixel
+accuracy and a mean IU of exactly the background's pixel share divided by 5 (its IU is its
+share, the four shape classes score 0). On the validation set:
+
+# %%
+validation = straight.source.validation
+all_background = ConfusionMatrix(5)
+for i in range(len(validation)):
+    _, label = validation[i]
+    all_background.update(label, np.zeros_like(label))
+s = all_background.scores()
+print(f"all background: pixel accuracy {s['pixel_accuracy']:.4f}, mean IU {s['mean_iu']:.4f}")
+assert np.isclose(s["mean_iu"], s["pixel_accuracy"] / 5)
+print("the run:        pixel accuracy {pixel_accuracy:.4f}, mean IU {mean_iu:.4f}".format(
+    **summary["validation"]))
+
+# %% [markdown]
+The loss of a single batch is noisy: a batch with more shape pixels (a lower training pixel
+accuracy in the log) costs such a net more, which is why the progress bar of `minifcn train`
+shows a smoothed loss. Leaving the plateau takes hundreds of iterations; the `demo` and
+`shipped` presets (`docs/training.md`) start their scorers at small random values
+(`score_init_std=0.05`) to leave it sooner.
+
+## 7 · Resuming, bit for bit
+
+A checkpoint holds the parameters, the momentum buffers and the iteration count, with every
+setting in its metadata:
+
+# %%
+arrays, meta = load_npz(figures / "straight" / "checkpoint.npz")
+print("iteration", meta["iteration"])
+print(sorted(arrays)[:3], "...", sorted(arrays)[-3:])
+print(sum(k.startswith("model.") for k in arrays), "model arrays,",
+      sum(k.startswith("momentum.") for k in arrays), "momentum buffers")
+
+# %% [markdown]
+Batch `i` depends only on `(seed, i)` and the dropout masks of iteration `i` only on
+`(seed, i, layer)`, so training 6 iterations, stopping, and resuming to 12 must give exactly
+the run above. Not close: equal.
+
+# %%
+first = Trainer(run_config.replace(iterations=6), figures / "resumed", progress=False)
+first.run()
+resumed = Trainer.resume(figures / "resumed", progress=False, iterations=12)
+print("resumed at iteration", resumed.iteration)
+resumed.run()
+for (name, a), (_, b) in zip(straight.model.named_parameters(), resumed.model.named_parameters()):
+    assert np.array_equal(a.data, b.data), name
+for name, v in straight.optimizer.velocity.items():
+    assert np.array_equal(v, resumed.optimizer.velocity[name]), name
+log_a = (figures / "straight" / "log.csv").read_text().splitlines()
+log_b = (figures / "resumed" / "log.csv").read_text().splitlines()
+assert [r.split(",")[:4] for r in log_a] == [r.split(",")[:4] for r in log_b]
+print("parameters, momentum buffers and logged losses identical")
+
+# %% [markdown]
+(The log columns compared are iteration, loss, pixel accuracy and learning rate; the wall
+time differs, of course.) From the command line: `minifcn train --resume --out RUN
+--iterations N`; Ctrl-C finishes the iteration, saves a checkpoint and stops.
+
+## 8 · Do skips help? The paper's Figure 4
+
+FCN-32s upsamples its 1/32-resolution scores in one step, so its predictions are coarse blobs.
+FCN-16s adds scored `pool4` (1/16) before upsampling, FCN-8s adds `pool3` (1/8) too. The
+paper's Figure 4 shows the outlines sharpening from 32s to 16s to 8s, and its Table 2 the mean
+IU rising (59.4, 62.4 and 62.7 on PASCAL VOC 2011 validation images).
+
+`minifcn.train.experiment` reruns that comparison on synthetic shapes: the three variants at
+one width, one `conv1_1` padding (81, the smallest FCN-32s allows), one seed, one budget of
+iterations (not minutes, so a busy machine cannot favour a faster variant):
+
+# %%
+print(inspect.getsource(experiment.run))
+
+# %% [markdown]
+Mean IU hides where the variants differ: most pixels lie inside objects or in the background,
+far from any edge, where even blobs are right. So the experiment also scores pixel accuracy in
+a *trimap band*: the pixels within `width` of a change of class (`boundary_band`).
+
+On numbers you can count: a 4x8 map, class 0 on the left half, 1 on the right. The change
+lies between columns 3 and 4, so the band of width `w` covers columns `3 - w` to `4 + w`,
+`4 * (2 + 2w)` pixels:
+
+# %%
+halves = np.zeros((4, 8), np.uint8)
+halves[:, 4:] = 1
+print(experiment.boundary_band(halves, width=1).astype(int))
+for width in range(4):
+    assert experiment.boundary_band(halves, width).sum() == 4 * (2 + 2 * width)
+
+# %% [markdown]
+On a test image (void pixels, which already sit on the boundaries, are left out of the band):
+
+# %%
+test = SyntheticShapes(10, config.image_size, seed=TEST_SEED)
+image, label = test[1]
+band = experiment.boundary_band(label, width=3)
+fig, axes = plt.subplots(1, 3, figsize=(7, 2.5))
+axes[0].imshow(image)
+axes[1].imshow(colorize(label), interpolation="nearest")
+axes[2].imshow(image // 3)
+axes[2].imshow(np.ma.masked_where(~band, band), cmap="autumn", alpha=0.9, interpolation="nearest")
+for ax, title in zip(axes, ["image", "labels", "band, width 3"]):
+    ax.set(title=title, xticks=[], yticks=[])
+show(fig, "band.png")
+print(f"{band.sum()} of {label.size} pixels in the band ({band.mean():.0%})")
+assert not band[label == 255].any()
+
+# %% [markdown]
+### A live version, far too small to show anything
+
+The measured comparison trains each variant at width 1/16 for 3,000 iterations (the default)
+and takes a while; its table is in `docs/experiments.md`. Here the same procedure runs on the
+`quick` preset's small images and narrow net, 20 iterations per variant and 10 test images, so
+that the notebook stays fast. After 20 iterations every variant is still on the background
+plateau (compare the last row): **these numbers say nothing about skips**. They show the
+procedure, not the result.
+
+# %%
+mini = {}
+for variant in experiment.VARIANTS:
+    cfg = config.replace(variant=variant, pad=experiment.PAD, iterations=20, val_every=0,
+                         checkpoint_every=0)
+    t = Trainer(cfg, figures / "skips" / variant, progress=False)
+    t.run()
+    mini[variant] = evaluate(t.model, test)
+    mini[variant]["boundary_accuracy"] = experiment.boundary_accuracy(t.model, test)
+background, band_right, band_total = ConfusionMatrix(5), 0, 0   # answering 0 everywhere
+for i in range(len(test)):
+    lab = test[i][1]
+    background.update(lab, np.zeros_like(lab))
+    band = experiment.boundary_band(lab)
+    band_right, band_total = band_right + int((lab[band] == 0).sum()), band_total + int(band.sum())
+mini["all background"] = dict(background.scores(), boundary_accuracy=band_right / band_total)
+print(f"{'variant':<16}{'mean IU':>9}{'pixel acc.':>11}{'boundary acc.':>14}")
+for variant, r in mini.items():
+    print(f"{variant:<16}{r['mean_iu']:>9.3f}{r['pixel_accuracy']:>11.3f}"
+          f"{r['boundary_accuracy']:>14.3f}")
+
+# %% [markdown]
+The real run: `python -m minifcn.train.experiment --iterations 3000 --out runs/skips`.
+
+## Summary
+
+- One iteration: preprocess, forward, mean per-pixel cross-entropy (void left out), backward,
+  then `v = momentum * v + g + weight_decay * w` (weights only) and `w -= lr * v`.
+  `Trainer.step` is exactly that, to the bit.
+- With its scorers at zero (the reference's start) a fresh FCN scores 0 everywhere: its first
+  loss is `log(num_classes)`, and only the scorers get a gradient.
+- The learning rate follows a schedule (fixed, step, poly) times a linear warm-up.
+- A summed loss needs a learning rate `n_valid` times smaller than a mean loss; mixing them
+  diverges, and the trainer stops at the first NaN.
+- Batches and dropout masks depend only on `(seed, iteration)`, and checkpoints hold the
+  momentum: a resumed run equals the uninterrupted one bit for bit.
+- Predicting background everywhere gives a high pixel accuracy and a mean IU of
+  `background share / num_classes`: the plateau every run starts on.
+- Skips are judged by mean IU and by accuracy in a boundary band; the measured table is in
+  `docs/experiments.md`.
+
+## Exercises
+
+Each answer cell is filled in; the cell after it checks the answer against the package.
+
+1. What learning rate does the `shipped` preset use at iteration 0 (base 0.05, 50 warm-up
+   iterations, poly over 30,000)?
+
+# %%
+answer_1 = 0.05 / 50   # poly: (1 - 0/30000)^0.9 = 1; warm-up: (0 + 1)/50
+
+# %%
+shipped = preset("shipped")
+assert np.isclose(learning_rate(shipped.lr, 0, shipped.schedule, shipped.iterations,
+                                warmup=shipped.warmup), answer_1)
+
+# %% [markdown]
+2. A parameter `w = 2` with a constant gradient 1, learning rate 0.1, momentum 0.5 and no
+   weight decay: what is `w` after three SGD steps?
+
+# %%
+answer_2 = 2 - 0.1 * 1 - 0.1 * 1.5 - 0.1 * 1.75   # v = 1, 1.5, 1.75
+
+# %%
+w2 = Parameter(np.array([2.0]))
+sgd2 = SGD([("w.weight", w2)], lr=0.1, momentum=0.5, weight_decay=0.0)
+for _ in range(3):
+    w2.grad = np.array([1.0])
+    sgd2.step()
+assert np.isclose(w2.data[0], answer_2)
+
+# %% [markdown]
+3. A batch of four 96x96 images without void pixels is trained with a summed loss. Which
+   learning rate takes the same step as 0.05 on the mean loss?
+
+# %%
+answer_3 = 0.05 / (4 * 96 * 96)
+
+# %%
+s3 = np.random.default_rng(3).standard_normal((4, 5, 96, 96))
+y3 = np.random.default_rng(4).integers(0, 5, (4, 96, 96))
+_, cache3_sum = softmax_cross_entropy_forward(s3, y3, reduction="sum")
+_, cache3_mean = softmax_cross_entropy_forward(s3, y3)
+assert np.allclose(answer_3 * softmax_cross_entropy_backward(1.0, cache3_sum),
+                   0.05 * softmax_cross_entropy_backward(1.0, cache3_mean))
+
+# %% [markdown]
+4. How many pixels of the 4x8 `halves` map are in the band of width 2?
+
+# %%
+answer_4 = 4 * 6   # columns 1 to 6
+
+# %%
+assert experiment.boundary_band(halves, width=2).sum() == answer_4
+'''
+
 SOURCES = {
+    "00_overview.ipynb": NB00,
     "01_im2col_and_convolution.ipynb": NB01,
     "02_pooling_and_1x1_convolution.ipynb": NB02,
     "04_softmax_cross_entropy_and_metrics.ipynb": NB04,
     "05_fcn8s.ipynb": NB05,
+    "06_training.ipynb": NB06,
 }
 
 

@@ -60,7 +60,7 @@ def test_notebook_is_committed_without_outputs(path):
 
 
 def test_generated_notebooks_match_their_builder(capsys):
-    # notebooks 01, 02, 04 and 05 are written by docs/make_notebooks.py: edit it, then rerun it
+    # notebooks 00, 01, 02, 04, 05 and 06 are written by docs/make_notebooks.py: edit it, then rerun it
     builder = ROOT / "docs" / "make_notebooks.py"
     if not builder.exists():
         pytest.skip("no notebook builder")

@@ -24,6 +24,7 @@ OVERRIDES = {
     "step_size": (int, "iterations per step of the step schedule"),
     "reduction": (str, "mean (per valid pixel) or sum (the reference's loss)"),
     "iterations": (int, "stop after this many updates"),
+    "schedule_iterations": (int, "horizon of the poly schedule (0: --iterations)"),
     "minutes": (float, "stop after this much training time (0: no limit)"),
     "val_every": (int, "validate every N iterations (0: never)"),
     "val_images": (int, "held-out synthetic images to validate on"),
@@ -48,7 +49,7 @@ def add_demo_parser(sub):
                     "from scratch on synthetic shapes, (2) evaluate it and the checkpoint shipped "
                     "in the package with pixel accuracy, mean accuracy, mean IU and frequency-"
                     "weighted IU, (3) write a figure comparing their predictions.")
-    p.add_argument("--minutes", type=float, default=3.0, help="training time (default 3)")
+    p.add_argument("--minutes", type=float, default=4.0, help="training time (default 4)")
     p.add_argument("--out", default="minifcn-output", help="output folder (default ./minifcn-output)")
     p.add_argument("--quick", action="store_true", help="a few seconds instead of minutes (for tests)")
     p.set_defaults(func=_cmd_demo)

@@ -37,7 +37,7 @@ def load_shipped(device="cpu"):
     return load_model(path, device=device) if path else None
 
 
-def run_demo(minutes=3.0, out_dir="minifcn-output", device="cpu", quick=False, test_images=100):
+def run_demo(minutes=4.0, out_dir="minifcn-output", device="cpu", quick=False, test_images=100):
     out_dir = Path(out_dir)
     start = time.perf_counter()
     config = preset("demo").replace(minutes=minutes)

@@ -122,8 +122,8 @@ class Trainer:
                 f"Lower the learning rate (lr={cfg.lr:g}, reduction={cfg.reduction!r}: a summed loss "
                 f"wants a rate about the pixel count smaller than a mean loss)")
         model.backward(softmax_cross_entropy_backward(1.0, cache))
-        lr = learning_rate(cfg.lr, self.iteration, cfg.schedule, cfg.iterations, cfg.step_size,
-                           cfg.gamma, warmup=cfg.warmup)
+        lr = learning_rate(cfg.lr, self.iteration, cfg.schedule, cfg.schedule_iterations or cfg.iterations,
+                           cfg.step_size, cfg.gamma, warmup=cfg.warmup)
         self.optimizer.step(lr)
         valid = labels != 255
         correct = float(((scores.argmax(axis=1) == labels) & valid).sum())

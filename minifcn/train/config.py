@@ -32,6 +32,9 @@ class TrainConfig:
         Per-pixel mean loss, or the reference's sum (with its tiny learning rates).
     iterations, minutes : int, float
         Stop after this many updates, or this much wall time, whichever comes first.
+    schedule_iterations : int
+        Length of the ``poly`` schedule's horizon (0: ``iterations``). Setting it apart from
+        ``iterations`` stops a run part-way along a longer schedule, reproducibly.
     init : str
         ``"scratch"``, or a weight file (converted VGG16 or a saved FCN) copied in by name.
     score_init_std : float
@@ -58,6 +61,7 @@ class TrainConfig:
     gamma: float = 0.1
     reduction: str = "mean"
     iterations: int = 1000
+    schedule_iterations: int = 0
     minutes: float = 0.0
     val_every: int = 500
     val_images: int = 200
@@ -90,12 +94,12 @@ PRESETS = {
     # minifcn demo: a narrow FCN-8s from scratch, a few minutes on 2 CPU cores
     "demo": TrainConfig(variant="fcn8s", width=1 / 16, pad=69, dropout=0.0, image_size=96,
                         batch_size=4, lr=5e-2, warmup=50, schedule="fixed", iterations=100_000,
-                        minutes=3.0, val_every=0, checkpoint_every=0, val_images=100,
+                        minutes=4.0, val_every=0, checkpoint_every=0, val_images=100,
                         score_init_std=0.05),
     # the checkpoint shipped in minifcn/assets/: same net, a longer budget, poly decay
     "shipped": TrainConfig(variant="fcn8s", width=1 / 16, pad=69, dropout=0.0, image_size=96,
-                           batch_size=4, lr=5e-2, warmup=50, schedule="poly", iterations=16_000,
-                           val_every=2000, checkpoint_every=1000, val_images=200, score_init_std=0.05),
+                           batch_size=4, lr=5e-2, warmup=50, schedule="poly", iterations=30_000,
+                           val_every=2500, checkpoint_every=1000, val_images=200, score_init_std=0.05),
     # seconds, for tests
     "quick": TrainConfig(variant="fcn8s", width=1 / 32, pad=69, dropout=0.0, image_size=64,
                          batch_size=2, lr=2e-2, warmup=5, iterations=20, val_every=10,

@@ -98,7 +98,8 @@ PRESETS = {
                         score_init_std=0.05),
     # the checkpoint shipped in minifcn/assets/: same net, a longer budget, poly decay
     "shipped": TrainConfig(variant="fcn8s", width=1 / 16, pad=69, dropout=0.0, image_size=96,
-                           batch_size=4, lr=5e-2, warmup=50, schedule="poly", iterations=30_000,
+                           batch_size=4, lr=5e-2, warmup=50, schedule="poly", iterations=13_000,
+                           schedule_iterations=30_000,
                            val_every=2500, checkpoint_every=1000, val_images=200, score_init_std=0.05),
     # seconds, for tests
     "quick": TrainConfig(variant="fcn8s", width=1 / 32, pad=69, dropout=0.0, image_size=64,

@@ -168,11 +168,10 @@ class Trainer:
                 if cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
                 bar.set_postfix(loss=f"{smooth_loss:.3f}", acc=f"{smooth_acc:.3f}", refresh=False)
-                if budget:
-                    bar.n = min(int(self.elapsed), int(budget))
-                    bar.refresh()
-                else:
-                    bar.update(1)
+                # whole seconds of a time budget, or one iteration; tqdm redraws at most 10x a second
+                step = min(int(self.elapsed), int(budget)) - bar.n if budget else 1
+                if step:
+                    bar.update(step)
         finally:
             signal.signal(signal.SIGINT, previous)
             bar.close()

@@ -26,8 +26,7 @@ def relu_forward(x):
     cache : array of bool, the mask ``x > 0``
     """
     check_float(x, "relu", "input")
-    mask = x > 0
-    return x * mask, mask
+    return get_array_module(x).maximum(x, x.dtype.type(0)), x > 0
 
 
 def relu_backward(dout, cache):

@@ -11,6 +11,11 @@ Backward (the forward read backwards)::
     dcols   = weight.reshape(C_out, -1).T @ dout
     dx      = col2im(dcols)                # the adjoint of im2col
 
+The columns hold every input pixel ``kh*kw`` times: 1.1 GB for FCN's ``conv1_2`` at
+500x500. So both passes walk the output in bands of rows (:func:`column_bands`): each band's
+columns are unfolded, used and dropped, and the backward unfolds them again from the cached
+input instead of keeping them. The arithmetic is the one above, split into row blocks.
+
 A 1x1 convolution with stride 1 and no padding needs no im2col at all: it is a fully
 connected layer (``C_in -> C_out``) applied at every pixel, i.e. one channel GEMM
 ``weight (C_out, C_in) @ x (N, C_in, H*W)``. FCN's fc7, score_fr, score_pool4 and
@@ -60,6 +65,54 @@ def is_pointwise(weight, stride, padding):
     return weight.shape[2:] == (1, 1) and pair(stride) == (1, 1) and pair(padding) == (0, 0)
 
 
+CHUNK_BYTES = 32 * 2**20  # a band's columns; measured in benchmarks/ (docs/performance.md)
+
+
+def band_rows(n, k, out_h, out_w, weight_bytes, itemsize):
+    """Output rows per band, so that a band's columns ``(N, K, rows*W_out)`` take at most
+    ``max(CHUNK_BYTES, 4 * weight_bytes)`` bytes (and at least one row).
+
+    The second bound keeps bands of wide, short layers (fc6: 25088 x 256 columns, a 411 MB
+    weight) whole: each band adds its weight gradient into ``dweight``, and that must stay
+    cheap next to the band's GEMMs.
+    """
+    row_bytes = n * k * out_w * itemsize
+    return max(1, min(out_h, max(CHUNK_BYTES, 4 * weight_bytes) // row_bytes))
+
+
+def column_bands(x, weight, stride, padding):
+    """im2col of ``x``, one band of output rows at a time.
+
+    Yields ``(out_rows, in_rows, cols)``: a slice of the output rows, the slice of the
+    *padded* input rows they read (``out_rows.start*sh`` up to ``(out_rows.stop-1)*sh + kh``;
+    consecutive bands overlap by ``kh - sh`` rows), and their columns, shape
+    ``(N, C_in*kh*kw, band_rows*W_out)``: exactly those columns of ``im2col(x)``.
+
+    Only the band's rows are ever padded and unfolded, so no column buffer (nor padded
+    copy) of the whole image exists: 1.1 GB for ``conv1_2`` at 500x500 if it did. A 1x1
+    kernel with stride 1 and no padding yields one band whose columns are ``x`` itself.
+    """
+    xp = get_array_module(x)
+    n, c_in, h, w = x.shape
+    kh, kw = weight.shape[2:]
+    (sh, sw), (ph, pw) = stride, padding
+    out_h, out_w = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    if is_pointwise(weight, stride, padding):
+        yield slice(0, h), slice(0, h), x.reshape(n, c_in, h * w)  # the pixels are the columns
+        return
+    rows = band_rows(n, c_in * kh * kw, out_h, out_w, weight.nbytes, x.dtype.itemsize)
+    for r0 in range(0, out_h, rows):
+        r1 = min(r0 + rows, out_h)
+        top, bottom = r0 * sh, (r1 - 1) * sh + kh  # padded rows [top, bottom) are read
+        lo = min(max(top, ph), bottom)  # the image's own rows among them, in padded
+        hi = max(min(bottom, ph + h), lo)  # coordinates: [lo, hi), empty in the padding
+        band = x[:, :, lo - ph:hi - ph] if hi > lo else x[:, :, :0]
+        pad_top, pad_bottom = lo - top, bottom - hi
+        if pad_top or pad_bottom or pw:
+            band = xp.pad(band, ((0, 0), (0, 0), (pad_top, pad_bottom), (pw, pw)))
+        yield slice(r0, r1), slice(top, bottom), im2col(band, (kh, kw), stride, 0)
+
+
 def conv_weight_grad(dout, cols):
     """Weight gradient of ``out = W @ cols``, summed over the batch.
 
@@ -71,7 +124,22 @@ def conv_weight_grad(dout, cols):
     Returns
     -------
     dweight : array, shape (C_out, K)
+        Possibly a transposed view (see Notes).
+
+    Notes
+    -----
+    ``dweight = sum_n dout[n] @ cols[n].T``. When ``C_out`` is the smallest of the three
+    sizes (most convolutions: few channels, a long band of pixels) it is computed as the
+    transpose of ``cols[n] @ dout[n].T``: the same sums, in the orientation OpenBLAS runs
+    best (10-20% faster on one thread; with two threads on a busy machine the other one
+    was up to 30 times slower). cuBLAS does not mind either way.
     """
+    c_out, k, length = dout.shape[1], cols.shape[1], dout.shape[2]
+    if c_out <= min(k, length):
+        dweight_t = cols[0] @ dout[0].T  # (K, L) @ (L, C_out) -> (K, C_out)
+        for n in range(1, dout.shape[0]):
+            dweight_t += cols[n] @ dout[n].T
+        return dweight_t.T  # (C_out, K)
     dweight = dout[0] @ cols[0].T  # (C_out, L) @ (L, K)
     for n in range(1, dout.shape[0]):
         dweight += dout[n] @ cols[n].T
@@ -94,24 +162,29 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d"):
     -------
     out : array, shape (N, C_out, H_out, W_out)
     cache : tuple
-        What :func:`conv2d_backward` needs.
+        What :func:`conv2d_backward` needs: ``x`` itself (no copy), not its columns.
 
     Notes
     -----
     ``H_out = (H + 2*padding - kh) // stride + 1`` (floor), likewise ``W_out``.
+
+    The product ``weight2d @ im2col(x)`` is computed one band of output rows at a time
+    (:func:`column_bands`): each band's columns are unfolded, multiplied and dropped. The
+    result is the same as with one GEMM over all columns (up to float rounding: BLAS may sum
+    in another order), while memory stays at one band's columns, about ``CHUNK_BYTES``.
     """
     kh, kw, sh, sw, ph, pw, out_h, out_w = check_conv_args(x, weight, bias, stride, padding, name)
-    n, c_in, h, w = x.shape
-    c_out = weight.shape[0]
-    if is_pointwise(weight, stride, padding):
-        cols = x.reshape(n, c_in, h * w)  # (N, C_in, H*W): the pixels are the columns
-    else:
-        cols = im2col(x, (kh, kw), (sh, sw), (ph, pw))  # (N, C_in*kh*kw, H_out*W_out)
-    out = weight.reshape(c_out, -1) @ cols  # (N, C_out, H_out*W_out)
+    xp = get_array_module(x)
+    n, c_out = x.shape[0], weight.shape[0]
+    w2d = weight.reshape(c_out, -1)  # (C_out, C_in*kh*kw)
+    out = xp.empty((n, c_out, out_h, out_w), dtype=x.dtype)
+    for out_rows, _, cols in column_bands(x, weight, (sh, sw), (ph, pw)):
+        band = w2d @ cols  # (N, C_out, band_rows*W_out)
+        out[:, :, out_rows] = band.reshape(n, c_out, -1, out_w)  # (N, C_out, band_rows, W_out)
     if bias is not None:
-        out += bias[:, None]
-    cache = (x.shape, cols, weight, bias is not None, (sh, sw), (ph, pw))
-    return out.reshape(n, c_out, out_h, out_w), cache
+        out += bias[:, None, None]
+    cache = (x, weight, bias is not None, (sh, sw), (ph, pw))
+    return out, cache
 
 
 def conv2d_backward(dout, cache):
@@ -127,19 +200,35 @@ def conv2d_backward(dout, cache):
     dx : array, shape (N, C_in, H, W)
     dweight : array, shape (C_out, C_in, kh, kw)
     dbias : array, shape (C_out,), or None when the forward had no bias
+
+    Notes
+    -----
+    Band by band, as the forward: the band's columns are unfolded again from the cached
+    ``x`` (recomputing them costs far less than the GEMMs that use them), its share of the
+    weight gradient is added up, and its input gradient is folded back by ``col2im`` onto
+    the padded rows that the band read. Bands overlap by ``kh - sh`` rows, so the folds add.
     """
-    x_shape, cols, weight, has_bias, stride, padding = cache
+    x, weight, has_bias, stride, padding = cache
+    xp = get_array_module(dout)
     n, c_out = dout.shape[:2]
-    dout = dout.reshape(n, c_out, -1)  # (N, C_out, H_out*W_out)
+    _, c_in, h, w = x.shape
+    (ph, pw), kernel = padding, weight.shape[2:]
     w2d = weight.reshape(c_out, -1)  # (C_out, C_in*kh*kw)
-    dweight = conv_weight_grad(dout, cols).reshape(weight.shape)
-    dbias = dout.sum(axis=(0, 2)) if has_bias else None
-    dcols = w2d.T @ dout  # (N, C_in*kh*kw, H_out*W_out)
-    if is_pointwise(weight, stride, padding):
-        dx = dcols.reshape(x_shape)
-    else:
-        dx = col2im(dcols, x_shape, weight.shape[2:], stride, padding)
-    return dx, dweight, dbias
+    dweight = None
+    dx_pad = xp.zeros((n, c_in, h + 2 * ph, w + 2 * pw), dtype=dout.dtype)
+    for out_rows, in_rows, cols in column_bands(x, weight, stride, padding):
+        d = dout[:, :, out_rows].reshape(n, c_out, -1)  # (N, C_out, band_rows*W_out)
+        part = conv_weight_grad(d, cols)  # (C_out, C_in*kh*kw)
+        if dweight is None:
+            dweight = part  # keeps its memory order: no transposing copy per band
+        else:
+            dweight += part
+        dcols = w2d.T @ d  # (N, C_in*kh*kw, band_rows*W_out)
+        band_shape = (n, c_in, in_rows.stop - in_rows.start, w + 2 * pw)
+        dx_pad[:, :, in_rows] += col2im(dcols, band_shape, kernel, stride, 0)
+    dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
+    dweight = xp.ascontiguousarray(dweight).reshape(weight.shape)  # (C_out, C_in, kh, kw)
+    return dx_pad[:, :, ph:ph + h, pw:pw + w], dweight, dbias
 
 
 def conv2d_naive(x, weight, bias=None, stride=1, padding=0):

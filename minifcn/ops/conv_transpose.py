@@ -113,13 +113,14 @@ def conv_transpose2d_backward(dout, cache):
     dbias : array, shape (C_out,), or None
     """
     x2d, weight, has_bias, stride, padding, (h, w) = cache
+    xp = get_array_module(dout)
     n, c_in = x2d.shape[:2]
     kh, kw = weight.shape[2:]
     # im2col of the output gradient reads exactly the windows the forward scattered into
     # (H*W of them); output_padding rows lie outside every window and drop out here.
     dcols = im2col(dout, (kh, kw), stride, padding)  # (N, C_out*kh*kw, H*W)
     dx = (weight.reshape(c_in, -1) @ dcols).reshape(n, c_in, h, w)
-    dweight = conv_weight_grad(x2d, dcols).reshape(weight.shape)
+    dweight = xp.ascontiguousarray(conv_weight_grad(x2d, dcols)).reshape(weight.shape)
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dweight, dbias
 

@@ -9,6 +9,12 @@ max), then, as in im2col, each of the ``kh*kw`` kernel offsets is one strided sl
 maximum over the offsets records which offset won (the argmax). Backward sends each output
 gradient to that winner, again one strided slice per offset.
 
+Cost: the ``-inf`` canvas is built only when some window reaches past the image (padding, or a
+ceil-mode overhang); the argmax is kept as the offset index in the smallest integer type
+(``int8`` for every kernel up to 11x11), a quarter of a float32 map; and when the windows tile
+the canvas exactly (stride equal to the kernel, as in FCN) backward writes each offset's slice
+once instead of zero-filling and accumulating.
+
 Tie rule: when several pixels of a window share the maximum, the first one in row-major
 window order (top-left first) wins and receives the whole gradient, as in Caffe and PyTorch.
 """
@@ -36,12 +42,20 @@ def _geometry(x, kernel_size, stride, padding, ceil_mode, name):
 
 
 def _pad_neg_inf(x, ph, pw, full_h, full_w):
-    """Place ``x`` at (ph, pw) in a ``-inf`` canvas of at least ``full_h x full_w``."""
+    """Place ``x`` at (ph, pw) in a ``-inf`` canvas of at least ``full_h x full_w``; ``x``
+    itself when no padding is needed (a view, no copy)."""
     xp = get_array_module(x)
     n, c, h, w = x.shape
+    if ph == pw == 0 and full_h <= h and full_w <= w:
+        return x
     canvas = xp.full((n, c, max(full_h, h + ph), max(full_w, w + pw)), -xp.inf, dtype=x.dtype)
     canvas[:, :, ph:ph + h, pw:pw + w] = x
     return canvas
+
+
+def _offset_dtype(xp, taps):
+    """The smallest integer type that numbers ``taps`` kernel offsets."""
+    return xp.int8 if taps <= 127 else xp.int16 if taps <= 32767 else xp.int32
 
 
 def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False, name="max_pool2d"):
@@ -62,6 +76,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False, 
     -------
     out : array, shape (N, C, H_out, W_out)
     cache : tuple
+        Shapes, geometry and the argmax: the winning kernel offset of every window.
 
     Notes
     -----
@@ -73,7 +88,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False, 
     xp = get_array_module(x)
     x_pad = _pad_neg_inf(x, ph, pw, (out_h - 1) * sh + kh, (out_w - 1) * sw + kw)
     out = None
-    argmax = xp.zeros((x.shape[0], x.shape[1], out_h, out_w), dtype=xp.int32)
+    argmax = xp.zeros((x.shape[0], x.shape[1], out_h, out_w), dtype=_offset_dtype(xp, kh * kw))
     for k in range(kh * kw):
         i, j = divmod(k, kw)
         v = x_pad[:, :, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw]
@@ -81,7 +96,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False, 
             out = v.copy()
             continue
         better = v > out  # strict: on a tie the earlier offset keeps the max
-        out = xp.where(better, v, out)
+        xp.maximum(out, v, out=out)
         argmax[better] = k
     cache = (x.shape, x_pad.shape, argmax, (kh, kw), (sh, sw), (ph, pw))
     return out, cache
@@ -101,13 +116,18 @@ def max_pool2d_backward(dout, cache):
     x_shape, pad_shape, argmax, (kh, kw), (sh, sw), (ph, pw) = cache
     xp = get_array_module(dout)
     out_h, out_w = dout.shape[2:]
-    dx_pad = xp.zeros(pad_shape, dtype=dout.dtype)
-    zero = xp.zeros((), dtype=dout.dtype)
+    # windows that tile the canvas (stride == kernel, no pixel left over) cover every pixel
+    # exactly once: each offset's slice is written whole, no zero-fill, no accumulation
+    tiled = (sh, sw) == (kh, kw) and pad_shape[2:] == (out_h * sh, out_w * sw)
+    dx_pad = (xp.empty if tiled else xp.zeros)(pad_shape, dtype=dout.dtype)
     for k in range(kh * kw):
         i, j = divmod(k, kw)
-        # overlapping windows (stride < kernel) may share a winner: += accumulates them
-        dx_pad[:, :, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw] += xp.where(
-            argmax == k, dout, zero)
+        window = dx_pad[:, :, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw]
+        routed = dout * (argmax == k)  # (N, C, H_out, W_out): the gradient of the winners
+        if tiled:
+            window[...] = routed
+        else:  # overlapping windows (stride < kernel) may share a winner: += accumulates
+            window += routed
     h, w = x_shape[2:]
     return dx_pad[:, :, ph:ph + h, pw:pw + w]
 

@@ -1,0 +1,170 @@
+"""The memory- and speed-minded paths give the results of the plain ones.
+
+The convolution walks its output in bands of rows (``column_bands``) and recomputes its
+columns in backward; these tests force bands of a single row (``CHUNK_BYTES = 1``) and
+compare with one band over everything, and with the loop twins. Timing is never asserted
+here: that is ``python -m benchmarks.run``'s job.
+"""
+import numpy as np
+import pytest
+
+from minifcn.models import FCN8s
+from minifcn.ops import (conv2d_backward, conv2d_backward_naive, conv2d_forward, conv2d_naive,
+                         conv_transpose2d_backward, conv_transpose2d_forward, im2col,
+                         max_pool2d_backward, max_pool2d_backward_naive, max_pool2d_forward,
+                         max_pool2d_naive, softmax_cross_entropy_backward,
+                         softmax_cross_entropy_forward)
+from minifcn.ops import conv as conv_module
+from minifcn.ops.conv import band_rows, column_bands, conv_weight_grad
+from tests.conftest import random_geometries
+
+# odd sizes, strides, and paddings larger than the kernel (bands that lie wholly in the padding)
+GEOMETRIES = list(random_geometries(seed=11, count=12)) + [
+    dict(n=2, c_in=3, c_out=4, h=5, w=6, kernel=(3, 3), stride=(1, 1), padding=(7, 4)),
+    dict(n=1, c_in=2, c_out=3, h=9, w=4, kernel=(3, 2), stride=(2, 1), padding=(3, 0)),
+    dict(n=2, c_in=4, c_out=2, h=6, w=7, kernel=(1, 1), stride=(1, 1), padding=(0, 0)),
+    dict(n=1, c_in=3, c_out=5, h=8, w=8, kernel=(7, 7), stride=(1, 1), padding=(0, 0)),
+]
+
+
+@pytest.fixture
+def one_row_bands(monkeypatch):
+    """Bands of one output row each (the weight bound is lifted as well)."""
+    monkeypatch.setattr(conv_module, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(conv_module, "band_rows", lambda *args: 1)
+
+
+def _arrays(geo, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((geo["n"], geo["c_in"], geo["h"], geo["w"])).astype(dtype)
+    w = rng.standard_normal((geo["c_out"], geo["c_in"]) + geo["kernel"]).astype(dtype)
+    b = rng.standard_normal(geo["c_out"]).astype(dtype)
+    return x, w, b
+
+
+def _run(geo, x, w, b, seed=1):
+    out, cache = conv2d_forward(x, w, b, geo["stride"], geo["padding"])
+    dout = np.random.default_rng(seed).standard_normal(out.shape).astype(x.dtype)
+    return (out,) + conv2d_backward(dout, cache), dout
+
+
+@pytest.mark.parametrize("geo", GEOMETRIES, ids=str)
+def test_one_row_bands_equal_one_band_in_float32(geo, monkeypatch):
+    x, w, b = _arrays(geo, np.float32)
+    monkeypatch.setattr(conv_module, "CHUNK_BYTES", 2**40)  # one band over everything
+    whole, _ = _run(geo, x, w, b)
+    monkeypatch.setattr(conv_module, "band_rows", lambda *args: 1)
+    banded, _ = _run(geo, x, w, b)
+    for name, got, ref in zip(("out", "dx", "dweight", "dbias"), banded, whole):
+        scale = float(np.abs(ref).max()) or 1.0
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * scale, err_msg=name)
+        assert got.dtype == np.float32 and got.shape == ref.shape
+
+
+@pytest.mark.parametrize("geo", GEOMETRIES, ids=str)
+def test_one_row_bands_match_the_loop_twins(geo, one_row_bands):
+    x, w, b = _arrays(geo, np.float64)
+    (out, dx, dw, db), dout = _run(geo, x, w, b)
+    np.testing.assert_allclose(out, conv2d_naive(x, w, b, geo["stride"], geo["padding"]), atol=1e-12)
+    for got, ref in zip((dx, dw, db), conv2d_backward_naive(dout, x, w, geo["stride"], geo["padding"])):
+        np.testing.assert_allclose(got, ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("geo", GEOMETRIES, ids=str)
+def test_bands_tile_the_output_and_concatenate_to_im2col(geo, one_row_bands):
+    x, w, _ = _arrays(geo, np.float64)
+    sh, sw = geo["stride"]
+    ph, pw = geo["padding"]
+    kh = geo["kernel"][0]
+    bands = list(column_bands(x, w, (sh, sw), (ph, pw)))
+    whole = im2col(x, geo["kernel"], (sh, sw), (ph, pw))
+    np.testing.assert_array_equal(np.concatenate([c for _, _, c in bands], axis=2), whole)
+    rows = [r for out_rows, _, _ in bands for r in range(out_rows.start, out_rows.stop)]
+    out_h = (geo["h"] + 2 * ph - kh) // sh + 1
+    if not conv_module.is_pointwise(w, (sh, sw), (ph, pw)):  # a 1x1 layer is one band
+        assert rows == list(range(out_h))  # each output row once, in order
+        for out_rows, in_rows, _ in bands:  # the padded input rows that band reads
+            assert (in_rows.start, in_rows.stop) == (out_rows.start * sh, (out_rows.stop - 1) * sh + kh)
+
+
+def test_the_cache_keeps_the_input_not_its_columns(rng):
+    x = rng.standard_normal((1, 8, 30, 30)).astype(np.float32)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    _, cache = conv2d_forward(x, w, None, 1, 1)
+    assert cache[0] is x  # no copy
+    biggest = max(a.nbytes for a in cache if isinstance(a, np.ndarray))
+    assert biggest == x.nbytes  # the columns (9 times x) are not kept
+
+
+def test_band_height_follows_the_chunk_and_the_weight():
+    # conv1_2 at 500x500: 576 x 698 floats per output row; bands of CHUNK_BYTES
+    rows = band_rows(1, 576, 698, 698, 64 * 576 * 4, 4)
+    assert rows == conv_module.CHUNK_BYTES // (576 * 698 * 4)
+    # fc6 at 500x500: a 411 MB weight keeps its 16-row output in one band
+    assert band_rows(1, 25088, 16, 16, 4096 * 25088 * 4, 4) == 16
+    assert band_rows(1, 10**9, 5, 5, 4, 4) == 1  # at least one row
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 3, 50), (1, 64, 27, 40), (3, 512, 700, 20), (1, 4096, 300, 7)])
+def test_conv_weight_grad_either_orientation(shape):
+    n, c_out, k, length = shape
+    rng = np.random.default_rng(0)
+    dout, cols = rng.standard_normal((n, c_out, length)), rng.standard_normal((n, k, length))
+    expected = sum(dout[i] @ cols[i].T for i in range(n))
+    np.testing.assert_allclose(conv_weight_grad(dout, cols), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape,k,s,p,ceil", [
+    ((2, 3, 8, 10), 2, 2, 0, True),  # tiles exactly: no canvas, backward writes each slice once
+    ((2, 3, 9, 7), 2, 2, 0, True),  # ceil overhang: -inf canvas
+    ((1, 2, 9, 9), 3, 2, 1, False),  # overlapping windows: accumulation
+])
+def test_pool_paths_match_the_loop_twins(shape, k, s, p, ceil):
+    from minifcn.gradcheck import well_separated
+
+    x = well_separated(np.random.default_rng(3), shape).astype(np.float32)
+    out, cache = max_pool2d_forward(x, k, s, p, ceil)
+    np.testing.assert_array_equal(out, max_pool2d_naive(x, k, s, p, ceil))
+    assert cache[2].dtype == np.int8  # the winning offset, a quarter of a float32 map
+    dout = np.random.default_rng(4).standard_normal(out.shape).astype(np.float32)
+    np.testing.assert_allclose(max_pool2d_backward(dout, cache),
+                               max_pool2d_backward_naive(dout, x, k, s, p, ceil), atol=1e-6)
+
+
+def test_transposed_conv_weight_grad_through_the_new_orientation(rng):
+    # conv_transpose2d shares conv_weight_grad; its result may be a transposed view
+    x = rng.standard_normal((2, 3, 5, 4))
+    w = rng.standard_normal((3, 2, 4, 4))
+    out, cache = conv_transpose2d_forward(x, w, None, 2)
+    dout = rng.standard_normal(out.shape)
+    _, dw, _ = conv_transpose2d_backward(dout, cache)
+    assert dw.shape == w.shape and dw.flags.c_contiguous
+    # d<out, dout>/dw[i, o, a, b] = sum over pixels of x[n, i, h, w] * dout[n, o, 2h + a, 2w + b]
+    ref = np.zeros_like(w)
+    for a in range(4):
+        for b in range(4):
+            window = dout[:, :, a:a + 2 * 5 - 1:2, b:b + 2 * 4 - 1:2]  # (N, C_out, H, W)
+            ref[:, :, a, b] = np.einsum("nihw,nohw->io", x, window)
+    np.testing.assert_allclose(dw, ref, atol=1e-12)
+
+
+def test_fcn8s_with_one_row_bands_equals_the_default(monkeypatch):
+    rng = np.random.default_rng(0)
+    model = FCN8s(num_classes=3, width=1 / 32, dropout=0.0, learn_upsampling=True, seed=1).train()
+    for name in ("score_fr", "score_pool4", "score_pool3"):
+        model.layers[name].weight.data = rng.standard_normal(model.layers[name].weight.shape).astype(np.float32)
+    x = rng.standard_normal((2, 3, 37, 29)).astype(np.float32)
+    labels = rng.integers(0, 3, (2, 37, 29))
+
+    def run():
+        scores = model(x)
+        _, cache = softmax_cross_entropy_forward(scores, labels)
+        dx = model.backward(softmax_cross_entropy_backward(1.0, cache))
+        return [scores, dx] + [p.grad.copy() for p in model.parameters()]
+
+    default = run()
+    monkeypatch.setattr(conv_module, "band_rows", lambda *args: 1)
+    banded = run()
+    for got, ref in zip(banded, default):
+        scale = float(np.abs(ref).max()) or 1.0
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * scale)

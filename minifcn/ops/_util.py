@@ -60,3 +60,29 @@ def conv_output_size(size, kernel, stride, padding, ceil_mode=False):
 def transposed_output_size(size, kernel, stride, padding, output_padding=0):
     """Output length of a transposed convolution: ``stride*(size-1) + kernel - 2*padding + output_padding``."""
     return stride * (size - 1) + kernel - 2 * padding + output_padding
+
+
+def check_layer_args(x, weight, bias, stride, padding, name, transposed=False):
+    """The checks a convolution and a transposed convolution share.
+
+    ``weight`` is (C_out, C_in, kh, kw) for a convolution and (C_in, C_out, kh, kw) for a
+    transposed one. Returns ``(kh, kw, sh, sw, ph, pw)``.
+    """
+    layout = "(C_in, C_out, kh, kw)" if transposed else "(C_out, C_in, kh, kw)"
+    check_input(x, name)
+    if getattr(weight, "ndim", None) != 4:
+        raise ValueError(f"{name}: weight must be 4-D {layout}, got shape {tuple(weight.shape)}")
+    check_float(weight, name, "weight")
+    check_same_dtype(name, input=x, weight=weight, bias=bias)
+    c_in, c_out = (weight.shape[0], weight.shape[1]) if transposed else (weight.shape[1], weight.shape[0])
+    if x.shape[1] != c_in:
+        shown = f"{tuple(weight.shape)} {layout}" if transposed else f"{tuple(weight.shape)}"
+        raise ValueError(f"{name}: input {tuple(x.shape)} has {x.shape[1]} channels but weight "
+                         f"{shown} expects {c_in}")
+    if bias is not None and tuple(bias.shape) != (c_out,):
+        raise ValueError(f"{name}: bias shape {tuple(bias.shape)} does not match ({c_out},)")
+    sh, sw = pair(stride, "stride")
+    ph, pw = pair(padding, "padding")
+    if sh < 1 or sw < 1 or ph < 0 or pw < 0:
+        raise ValueError(f"{name}: stride must be >= 1 and padding >= 0, got {stride}, {padding}")
+    return weight.shape[2], weight.shape[3], sh, sw, ph, pw

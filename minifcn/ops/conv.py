@@ -26,31 +26,13 @@ Layouts: ``x`` (N, C_in, H, W), ``weight`` (C_out, C_in, kh, kw), ``bias`` (C_ou
 from __future__ import annotations
 
 from ..backend import get_array_module
-from ._util import check_float, check_input, check_same_dtype, conv_output_size, pair
+from ._util import check_layer_args, conv_output_size, pair
 from .im2col import col2im, im2col
 
 
 def check_conv_args(x, weight, bias, stride, padding, name):
     """Validate a convolution's arguments; return ``(kh, kw, sh, sw, ph, pw, out_h, out_w)``."""
-    check_input(x, name)
-    if getattr(weight, "ndim", None) != 4:
-        raise ValueError(
-            f"{name}: weight must be 4-D (C_out, C_in, kh, kw), got shape {tuple(weight.shape)}"
-        )
-    check_float(weight, name, "weight")
-    check_same_dtype(name, input=x, weight=weight, bias=bias)
-    c_out, c_in, kh, kw = weight.shape
-    if x.shape[1] != c_in:
-        raise ValueError(
-            f"{name}: input {tuple(x.shape)} has {x.shape[1]} channels but weight "
-            f"{tuple(weight.shape)} expects {c_in}"
-        )
-    if bias is not None and tuple(bias.shape) != (c_out,):
-        raise ValueError(f"{name}: bias shape {tuple(bias.shape)} does not match ({c_out},)")
-    sh, sw = pair(stride, "stride")
-    ph, pw = pair(padding, "padding")
-    if sh < 1 or sw < 1 or ph < 0 or pw < 0:
-        raise ValueError(f"{name}: stride must be >= 1 and padding >= 0, got {stride}, {padding}")
+    kh, kw, sh, sw, ph, pw = check_layer_args(x, weight, bias, stride, padding, name)
     h, w = x.shape[2:]
     if kh > h + 2 * ph or kw > w + 2 * pw:
         raise ValueError(

@@ -20,33 +20,15 @@ convolution's input (and, for a bilinear kernel, a smooth upsampling of the valu
 from __future__ import annotations
 
 from ..backend import get_array_module
-from ._util import check_float, check_input, check_same_dtype, pair, transposed_output_size
+from ._util import check_layer_args, pair, transposed_output_size
 from .conv import conv_weight_grad
 from .im2col import col2im, im2col
 
 
 def check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, name):
     """Validate arguments; return ``(kh, kw, sh, sw, ph, pw, oph, opw, out_h, out_w)``."""
-    check_input(x, name)
-    if getattr(weight, "ndim", None) != 4:
-        raise ValueError(
-            f"{name}: weight must be 4-D (C_in, C_out, kh, kw), got shape {tuple(weight.shape)}"
-        )
-    check_float(weight, name, "weight")
-    check_same_dtype(name, input=x, weight=weight, bias=bias)
-    c_in, c_out, kh, kw = weight.shape
-    if x.shape[1] != c_in:
-        raise ValueError(
-            f"{name}: input {tuple(x.shape)} has {x.shape[1]} channels but weight "
-            f"{tuple(weight.shape)} (C_in, C_out, kh, kw) expects {c_in}"
-        )
-    if bias is not None and tuple(bias.shape) != (c_out,):
-        raise ValueError(f"{name}: bias shape {tuple(bias.shape)} does not match ({c_out},)")
-    sh, sw = pair(stride, "stride")
-    ph, pw = pair(padding, "padding")
+    kh, kw, sh, sw, ph, pw = check_layer_args(x, weight, bias, stride, padding, name, transposed=True)
     oph, opw = pair(output_padding, "output_padding")
-    if sh < 1 or sw < 1 or ph < 0 or pw < 0:
-        raise ValueError(f"{name}: stride must be >= 1 and padding >= 0, got {stride}, {padding}")
     if not (0 <= oph < sh and 0 <= opw < sw):
         raise ValueError(f"{name}: output_padding {output_padding} must be in [0, stride)")
     h, w = x.shape[2:]

@@ -159,14 +159,22 @@ class MaxPool2d(Layer):
 
 
 class ReLU(Layer):
-    """``max(x, 0)``. ``freeze()`` pins the mask of the last forward (for gradient checks)."""
+    """``max(x, 0)``. ``freeze()`` pins the mask of the last forward (for gradient checks).
+
+    ``inplace=True`` overwrites the input: FCN's models use it after every convolution,
+    whose output nothing else reads (the convolution caches its *input*).
+    """
 
     frozen = None
+
+    def __init__(self, name, inplace=False):
+        super().__init__(name)
+        self.inplace = inplace
 
     def forward(self, x):
         if self.frozen is not None:
             return x * self.frozen
-        out, self.cache = relu_forward(x)
+        out, self.cache = relu_forward(x, self.inplace)
         return out
 
     def freeze(self, frozen=True):

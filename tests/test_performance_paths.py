@@ -168,3 +168,74 @@ def test_fcn8s_with_one_row_bands_equals_the_default(monkeypatch):
     for got, ref in zip(banded, default):
         scale = float(np.abs(ref).max()) or 1.0
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * scale)
+
+
+@pytest.fixture
+def many_threads(monkeypatch):
+    """Every job split among 3 threads, however small (channel counts 1-5 give empty,
+    single and uneven blocks)."""
+    monkeypatch.setattr("minifcn.ops._threads.MIN_BYTES", 0)
+    monkeypatch.setenv("MINIFCN_NUM_THREADS", "3")
+
+
+@pytest.mark.parametrize("geo", list(random_geometries(seed=61, count=8)), ids=str)
+def test_threaded_im2col_col2im_and_conv_are_bit_for_bit(geo, many_threads, monkeypatch):
+    from minifcn.ops import col2im, col2im_naive, im2col_naive
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((geo["n"], geo["c_in"], geo["h"], geo["w"])).astype(np.float32)
+    args = (geo["kernel"], geo["stride"], geo["padding"])
+    threaded = im2col(x, *args)
+    np.testing.assert_array_equal(threaded, im2col_naive(x, *args))
+    folded = col2im(threaded, x.shape, *args)
+    np.testing.assert_allclose(folded, col2im_naive(threaded, x.shape, *args), rtol=1e-6, atol=1e-6)
+    monkeypatch.setenv("MINIFCN_NUM_THREADS", "1")
+    np.testing.assert_array_equal(folded, col2im(threaded, x.shape, *args))
+
+
+@pytest.mark.parametrize("shape,k,s,p,ceil", [
+    ((2, 5, 8, 10), 2, 2, 0, True), ((1, 4, 9, 7), 2, 2, 0, True), ((2, 1, 9, 9), 3, 2, 1, False),
+])
+def test_threaded_pool_and_relu_are_bit_for_bit(shape, k, s, p, ceil, many_threads, monkeypatch):
+    from minifcn.gradcheck import well_separated
+    from minifcn.ops import relu_backward, relu_forward
+
+    x = well_separated(np.random.default_rng(8), shape).astype(np.float32)
+    out, cache = max_pool2d_forward(x, k, s, p, ceil)
+    dout = np.random.default_rng(9).standard_normal(out.shape).astype(np.float32)
+    dx = max_pool2d_backward(dout, cache)
+    np.testing.assert_array_equal(out, max_pool2d_naive(x, k, s, p, ceil))
+    np.testing.assert_allclose(dx, max_pool2d_backward_naive(dout, x, k, s, p, ceil), atol=1e-6)
+    r, mask = relu_forward(x)
+    dr = relu_backward(x, mask)
+    np.testing.assert_array_equal(r, np.maximum(x, 0))
+    np.testing.assert_array_equal(dr, x * (x > 0))
+    monkeypatch.setenv("MINIFCN_NUM_THREADS", "1")
+    out1, cache1 = max_pool2d_forward(x, k, s, p, ceil)
+    np.testing.assert_array_equal(out, out1)
+    np.testing.assert_array_equal(cache[2], cache1[2])
+    np.testing.assert_array_equal(dx, max_pool2d_backward(dout, cache1))
+
+
+def test_thread_count_comes_from_the_environment(monkeypatch):
+    from minifcn.ops._threads import num_threads
+
+    for var in ("MINIFCN_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    assert num_threads() == 2
+    monkeypatch.setenv("MINIFCN_NUM_THREADS", "5")
+    assert num_threads() == 5
+    monkeypatch.setenv("MINIFCN_NUM_THREADS", "two")
+    with pytest.raises(ValueError, match="MINIFCN_NUM_THREADS='two'"):
+        num_threads()
+
+
+def test_a_worker_exception_reaches_the_caller(many_threads):
+    from minifcn.ops._threads import split_work
+
+    def fail(c0, c1):
+        raise RuntimeError(f"block {c0}:{c1}")
+
+    with pytest.raises(RuntimeError, match="block"):
+        split_work(fail, 6, 1 << 30)

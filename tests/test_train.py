@@ -9,6 +9,7 @@ from minifcn.cli import main
 from minifcn.models import FCN8s, load_model
 from minifcn.npzio import load_npz
 from minifcn.train import SGD, Trainer, TrainingDiverged, learning_rate, preset
+from minifcn.train.optim import cooldown_factor
 from minifcn.train.demo import draw_comparison
 
 QUICK = preset("quick").replace(iterations=12, val_every=6, checkpoint_every=6, val_images=4)
@@ -21,6 +22,20 @@ def test_learning_rate_schedules():
     assert learning_rate(0.1, 0, warmup=10) == pytest.approx(0.01)
     with pytest.raises(ValueError, match="unknown schedule"):
         learning_rate(0.1, 0, "cosine")
+
+
+def test_cooldown_takes_the_rate_linearly_to_zero(tmp_path):
+    assert cooldown_factor(0.3, 0.0) == 1.0
+    assert cooldown_factor(0.5, 0.25) == 1.0
+    assert cooldown_factor(0.875, 0.25) == pytest.approx(0.5)
+    assert cooldown_factor(1.2, 0.25) == 0.0
+    config = QUICK.replace(cooldown=0.5, val_every=0, checkpoint_every=0)
+    Trainer(config, tmp_path, progress=False).run()
+    rates = [float(r.split(",")[3]) for r in (tmp_path / "log.csv").read_text().splitlines()[1:]]
+    base = config.lr
+    for k in range(config.warmup, config.iterations):  # after warm-up: fixed rate x cool-down
+        assert rates[k] == pytest.approx(base * min(1.0, (1 - k / config.iterations) / 0.5), rel=1e-5)
+    assert rates[5] == pytest.approx(base) and rates[-1] < 0.2 * base
 
 
 def test_sgd_momentum_decay_and_bias_rate():

@@ -64,9 +64,16 @@ def _background(rng, height, width):
 
 
 def _distractors(rng, image, scale):
-    """Thin lines and elongated blobs: clutter that belongs to the background class."""
+    """Thin lines and elongated blobs: clutter that belongs to the background class.
+
+    One image in three gets one: a line or a blob, equally often. More clutter than that
+    makes the task much slower to learn from scratch (measured: with 0-2 lines and 0-1 blobs
+    in every image plus stronger noise, a narrow FCN-8s reached mean IU 0.27 after 1,250
+    iterations, against 0.49 without any clutter).
+    """
     height, width = image.shape[:2]
-    for _ in range(rng.integers(0, 3)):
+    kind = rng.integers(6)  # 0: a line, 1: a blob, otherwise none
+    for _ in range(int(kind == 0)):
         y0, x0 = rng.uniform(0, height), rng.uniform(0, width)
         ey, ex = rng.uniform(-0.6, 0.6, size=2) * (height, width)
         half_width = rng.uniform(0.5, 1.5) * scale
@@ -78,7 +85,7 @@ def _distractors(rng, image, scale):
             sdf = sdf_segment(dy + np.float32(ey / 2), dx + np.float32(ex / 2), ey, ex,
                               half_width)
             paint(image, sl, sdf, rng.uniform(0, 255, size=3).astype(np.float32))
-    for _ in range(rng.integers(0, 2)):
+    for _ in range(int(kind == 1)):
         a = rng.uniform(0.06, 0.18) * min(height, width)
         b = a / rng.uniform(2.5, 5.0)  # elongated, so never mistaken for a circle
         win = window(height, width, rng.uniform(0, height), rng.uniform(0, width), a + 1)
@@ -162,7 +169,7 @@ def make_sample(rng, height=96, width=96):
         region[inside] = cls
         region[np.abs(sdf) < half_band] = VOID_LABEL
 
-    sigma = rng.uniform(2, 6)
+    sigma = rng.uniform(1, 3)
     image += rng.standard_normal((height, width, 3), dtype=np.float32) * np.float32(sigma)
     return np.clip(image, 0, 255).astype(np.uint8), label
 

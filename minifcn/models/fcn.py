@@ -76,7 +76,7 @@ class FCN:
             layer.weight.requires_grad = self.learn_upsampling
             return layer
         if spec.op == "relu":
-            return L.ReLU(spec.name)
+            return L.ReLU(spec.name, inplace=True)  # a conv output, read by nothing else
         if spec.op == "pool":
             return L.MaxPool2d(spec.name, spec.kernel, spec.stride, ceil_mode=True)
         if spec.op == "dropout":

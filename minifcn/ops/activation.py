@@ -10,28 +10,52 @@ applies ``p = 0.5`` after fc6 and fc7.
 from __future__ import annotations
 
 from ..backend import get_array_module
+from ._threads import split_work
 from ._util import check_float
 
 
-def relu_forward(x):
+def relu_forward(x, inplace=False):
     """``out = max(x, 0)``.
 
     Parameters
     ----------
     x : array, any shape
+    inplace : bool
+        Overwrite ``x`` with the result (saves a fresh array as large as ``x``; safe when
+        nothing else reads ``x`` afterwards, as for a convolution's output in FCN).
 
     Returns
     -------
-    out : array, same shape as ``x``
+    out : array, same shape as ``x`` (``x`` itself when ``inplace``)
     cache : array of bool, the mask ``x > 0``
     """
     check_float(x, "relu", "input")
-    return get_array_module(x).maximum(x, x.dtype.type(0)), x > 0
+    xp = get_array_module(x)
+    if x.ndim < 2:
+        mask = x > 0
+        return xp.maximum(x, x.dtype.type(0), out=x if inplace else None), mask
+    out, mask = x if inplace else xp.empty_like(x), xp.empty(x.shape, dtype=bool)
+
+    def relu(c0, c1):  # channels c0:c1 (the channels are split among CPU threads)
+        xp.greater(x[:, c0:c1], 0, out=mask[:, c0:c1])  # before x may be overwritten
+        xp.maximum(x[:, c0:c1], x.dtype.type(0), out=out[:, c0:c1])
+
+    split_work(relu, x.shape[1], x.nbytes, xp)
+    return out, mask
 
 
 def relu_backward(dout, cache):
     """``dx = dout * (x > 0)`` (the gradient at exactly 0 is taken as 0)."""
-    return dout * cache
+    xp = get_array_module(dout)
+    if dout.ndim < 2:
+        return dout * cache
+    dx = xp.empty_like(dout)
+
+    def gate(c0, c1):
+        xp.multiply(dout[:, c0:c1], cache[:, c0:c1], out=dx[:, c0:c1])
+
+    split_work(gate, dout.shape[1], dout.nbytes, xp)
+    return dx
 
 
 def relu_naive(x):

@@ -26,6 +26,7 @@ Layouts: ``x`` (N, C_in, H, W), ``weight`` (C_out, C_in, kh, kw), ``bias`` (C_ou
 from __future__ import annotations
 
 from ..backend import get_array_module
+from ._threads import split_work
 from ._util import check_layer_args, conv_output_size, pair
 from .im2col import col2im, im2col
 
@@ -161,10 +162,14 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d"):
     w2d = weight.reshape(c_out, -1)  # (C_out, C_in*kh*kw)
     out = xp.empty((n, c_out, out_h, out_w), dtype=x.dtype)
     for out_rows, _, cols in column_bands(x, weight, (sh, sw), (ph, pw)):
-        band = w2d @ cols  # (N, C_out, band_rows*W_out)
-        out[:, :, out_rows] = band.reshape(n, c_out, -1, out_w)  # (N, C_out, band_rows, W_out)
+        for b in range(n):  # the product lands in the output's rows directly, no copy
+            target = out[b, :, out_rows].reshape(c_out, -1)  # (C_out, band_rows*W_out) view
+            xp.matmul(w2d, cols[b], out=target)
     if bias is not None:
-        out += bias[:, None, None]
+        def add_bias(c0, c1):  # channels c0:c1 (split among CPU threads)
+            out[:, c0:c1] += bias[c0:c1, None, None]
+
+        split_work(add_bias, c_out, out.nbytes, xp)
     cache = (x, weight, bias is not None, (sh, sw), (ph, pw))
     return out, cache
 

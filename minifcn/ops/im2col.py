@@ -7,7 +7,8 @@ the pixels it was read from, summing where windows overlap. That adjoint is both
 gradient of a convolution and the forward pass of a transposed convolution.
 
 Both are written as one strided slice per kernel offset ``(i, j)``: a loop of ``kh*kw``
-vectorised copies, the same code on NumPy and CuPy, no scatter with duplicate indices.
+vectorised copies, the same code on NumPy and CuPy, no scatter with duplicate indices. On the
+CPU, large jobs split their channels among threads (:mod:`minifcn.ops._threads`).
 That loop is what to read. For the large kernels of FCN's upsamplers (upscore8: 16x16 = 256
 offsets) ``col2im`` takes a measured fast path with the same result (see its Notes and
 ``benchmarks/bench_col2im.py``).
@@ -22,6 +23,7 @@ import functools
 import numpy as np
 
 from ..backend import get_array_module
+from ._threads import split_work
 from ._util import conv_output_size, pair
 
 
@@ -58,11 +60,15 @@ def im2col(x, kernel_size, stride=1, padding=0):
     if ph or pw:
         x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     cols = xp.empty((n, c, kh, kw, out_h, out_w), dtype=x.dtype)
-    for i in range(kh):
-        i_end = i + sh * (out_h - 1) + 1  # last row read by offset i, exclusive
-        for j in range(kw):
-            j_end = j + sw * (out_w - 1) + 1
-            cols[:, :, i, j] = x[:, :, i:i_end:sh, j:j_end:sw]
+
+    def unfold(c0, c1):  # channels c0:c1 (the channels are split among CPU threads)
+        for i in range(kh):
+            i_end = i + sh * (out_h - 1) + 1  # last row read by offset i, exclusive
+            for j in range(kw):
+                j_end = j + sw * (out_w - 1) + 1
+                cols[:, c0:c1, i, j] = x[:, c0:c1, i:i_end:sh, j:j_end:sw]
+
+    split_work(unfold, c, cols.nbytes, xp)
     return cols.reshape(n, c * kh * kw, out_h * out_w)  # (N, C*kh*kw, H_out*W_out)
 
 
@@ -100,12 +106,16 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0):
     if xp is np and _phase_blocks(kh, kw, sh, sw) * PHASE_GAIN <= kh * kw:
         return _col2im_phases(cols, input_shape, (sh, sw), (ph, pw))
     x = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
-    for i in range(kh):
-        i_end = i + sh * (out_h - 1) + 1
-        for j in range(kw):
-            j_end = j + sw * (out_w - 1) + 1
-            # one offset's slice never repeats a pixel, so += is a safe accumulation
-            x[:, :, i:i_end:sh, j:j_end:sw] += cols[:, :, i, j]
+
+    def fold(c0, c1):  # channels c0:c1 (the channels are split among CPU threads)
+        for i in range(kh):
+            i_end = i + sh * (out_h - 1) + 1
+            for j in range(kw):
+                j_end = j + sw * (out_w - 1) + 1
+                # one offset's slice never repeats a pixel, so += is a safe accumulation
+                x[:, c0:c1, i:i_end:sh, j:j_end:sw] += cols[:, c0:c1, i, j]
+
+    split_work(fold, c, cols.nbytes, xp)
     return x[:, :, ph:ph + h, pw:pw + w]
 
 

@@ -21,6 +21,7 @@ window order (top-left first) wins and receives the whole gradient, as in Caffe 
 from __future__ import annotations
 
 from ..backend import get_array_module
+from ._threads import split_work
 from ._util import check_input, conv_output_size, pair
 
 
@@ -87,17 +88,23 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False, 
     kh, kw, sh, sw, ph, pw, out_h, out_w = _geometry(x, kernel_size, stride, padding, ceil_mode, name)
     xp = get_array_module(x)
     x_pad = _pad_neg_inf(x, ph, pw, (out_h - 1) * sh + kh, (out_w - 1) * sw + kw)
-    out = None
-    argmax = xp.zeros((x.shape[0], x.shape[1], out_h, out_w), dtype=_offset_dtype(xp, kh * kw))
-    for k in range(kh * kw):
-        i, j = divmod(k, kw)
-        v = x_pad[:, :, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw]
-        if out is None:
-            out = v.copy()
-            continue
-        better = v > out  # strict: on a tie the earlier offset keeps the max
-        xp.maximum(out, v, out=out)
-        argmax[better] = k
+    n, c = x.shape[:2]
+    out = xp.empty((n, c, out_h, out_w), dtype=x.dtype)
+    argmax = xp.zeros((n, c, out_h, out_w), dtype=_offset_dtype(xp, kh * kw))
+
+    def pool(c0, c1):  # channels c0:c1 (the channels are split among CPU threads)
+        best, won = out[:, c0:c1], argmax[:, c0:c1]
+        for k in range(kh * kw):
+            i, j = divmod(k, kw)
+            v = x_pad[:, c0:c1, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw]
+            if k == 0:
+                best[...] = v
+                continue
+            better = v > best  # strict: on a tie the earlier offset keeps the max
+            xp.maximum(best, v, out=best)
+            won[better] = k
+
+    split_work(pool, c, x.nbytes, xp)
     cache = (x.shape, x_pad.shape, argmax, (kh, kw), (sh, sw), (ph, pw))
     return out, cache
 
@@ -120,14 +127,18 @@ def max_pool2d_backward(dout, cache):
     # exactly once: each offset's slice is written whole, no zero-fill, no accumulation
     tiled = (sh, sw) == (kh, kw) and pad_shape[2:] == (out_h * sh, out_w * sw)
     dx_pad = (xp.empty if tiled else xp.zeros)(pad_shape, dtype=dout.dtype)
-    for k in range(kh * kw):
-        i, j = divmod(k, kw)
-        window = dx_pad[:, :, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw]
-        routed = dout * (argmax == k)  # (N, C, H_out, W_out): the gradient of the winners
-        if tiled:
-            window[...] = routed
-        else:  # overlapping windows (stride < kernel) may share a winner: += accumulates
-            window += routed
+
+    def route(c0, c1):  # channels c0:c1 (the channels are split among CPU threads)
+        for k in range(kh * kw):
+            i, j = divmod(k, kw)
+            window = dx_pad[:, c0:c1, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw]
+            routed = dout[:, c0:c1] * (argmax[:, c0:c1] == k)  # the gradient of the winners
+            if tiled:
+                window[...] = routed
+            else:  # overlapping windows (stride < kernel) may share a winner: += accumulates
+                window += routed
+
+    split_work(route, dout.shape[1], dx_pad.nbytes, xp)
     h, w = x_shape[2:]
     return dx_pad[:, :, ph:ph + h, pw:pw + w]
 

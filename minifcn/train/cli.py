@@ -25,6 +25,7 @@ OVERRIDES = {
     "reduction": (str, "mean (per valid pixel) or sum (the reference's loss)"),
     "iterations": (int, "stop after this many updates"),
     "schedule_iterations": (int, "horizon of the poly schedule (0: --iterations)"),
+    "cooldown": (float, "last fraction of the run (time or iterations) over which the rate falls to 0"),
     "minutes": (float, "stop after this much training time (0: no limit)"),
     "val_every": (int, "validate every N iterations (0: never)"),
     "val_images": (int, "held-out synthetic images to validate on"),

@@ -35,6 +35,12 @@ class TrainConfig:
     schedule_iterations : int
         Length of the ``poly`` schedule's horizon (0: ``iterations``). Setting it apart from
         ``iterations`` stops a run part-way along a longer schedule, reproducibly.
+    cooldown : float
+        Fraction of the run at its end over which the rate falls linearly to zero, on top of
+        the schedule (0: none). The run's length is its time budget when ``minutes`` is set
+        (then progress is measured in seconds), else ``iterations``. A fixed rate leaves the
+        weights jumping around a minimum; a short cool-down lets them settle before the
+        final evaluation.
     init : str
         ``"scratch"``, or a weight file (converted VGG16 or a saved FCN) copied in by name.
     score_init_std : float
@@ -62,6 +68,7 @@ class TrainConfig:
     reduction: str = "mean"
     iterations: int = 1000
     schedule_iterations: int = 0
+    cooldown: float = 0.0
     minutes: float = 0.0
     val_every: int = 500
     val_images: int = 200
@@ -93,14 +100,13 @@ SYNTHETIC_VAL_SEED = 10_000
 PRESETS = {
     # minifcn demo: a narrow FCN-8s from scratch, a few minutes on 2 CPU cores
     "demo": TrainConfig(variant="fcn8s", width=1 / 16, pad=69, dropout=0.0, image_size=96,
-                        batch_size=4, lr=5e-2, warmup=50, schedule="fixed", iterations=100_000,
-                        minutes=4.0, val_every=0, checkpoint_every=0, val_images=100,
+                        batch_size=4, lr=5e-2, warmup=50, schedule="fixed", cooldown=0.25,
+                        iterations=100_000, minutes=4.0, val_every=0, checkpoint_every=0, val_images=100,
                         score_init_std=0.05),
     # the checkpoint shipped in minifcn/assets/: same net, a longer budget, poly decay
     "shipped": TrainConfig(variant="fcn8s", width=1 / 16, pad=69, dropout=0.0, image_size=96,
-                           batch_size=4, lr=5e-2, warmup=50, schedule="poly", iterations=13_000,
-                           schedule_iterations=30_000,
-                           val_every=2500, checkpoint_every=1000, val_images=200, score_init_std=0.05),
+                           batch_size=4, lr=5e-2, warmup=50, schedule="poly", iterations=36_000,
+                           val_every=2000, checkpoint_every=1000, val_images=200, score_init_std=0.05),
     # seconds, for tests
     "quick": TrainConfig(variant="fcn8s", width=1 / 32, pad=69, dropout=0.0, image_size=64,
                          batch_size=2, lr=2e-2, warmup=5, iterations=20, val_every=10,

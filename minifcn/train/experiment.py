@@ -7,7 +7,7 @@ budget of iterations (not minutes, so a busy machine cannot favour one of them),
 scored by mean IU and by pixel accuracy near object boundaries (a trimap band, where coarse
 predictions go wrong first).
 
-Run: ``python -m minifcn.train.experiment --iterations 3000 --out runs/skips``.
+Run: ``python -m minifcn.train.experiment --iterations 2000 --out runs/skips``.
 """
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def run(iterations, out_dir, width=1 / 16, test_images=200, progress=True):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--iterations", type=int, default=3000, help="training iterations per variant")
+    p.add_argument("--iterations", type=int, default=2000, help="training iterations per variant")
     p.add_argument("--out", default="runs/skips", help="output folder")
     p.add_argument("--images", type=int, default=200, help="held-out test images")
     args = p.parse_args(argv)

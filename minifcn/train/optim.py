@@ -36,6 +36,14 @@ def learning_rate(base_lr, iteration, schedule="fixed", max_iter=None, step_size
     return lr
 
 
+def cooldown_factor(progress, cooldown):
+    """Multiplier that takes the rate linearly to zero over the last ``cooldown`` fraction of
+    a run; ``progress`` is the fraction done (iterations or seconds). 1 before that."""
+    if not cooldown:
+        return 1.0
+    return min(1.0, max(0.0, (1.0 - progress) / cooldown))
+
+
 class SGD:
     """Momentum SGD over a model's ``named_parameters()``; frozen parameters are skipped.
 

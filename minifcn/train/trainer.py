@@ -25,7 +25,7 @@ from ..ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from ..preprocess import Preprocessing, preprocess
 from .config import TrainConfig, scratch_preprocessing
 from .evaluate import evaluate
-from .optim import SGD, learning_rate
+from .optim import SGD, cooldown_factor, learning_rate
 from .sources import make_source
 
 LOG_FIELDS = ["iteration", "loss", "pixel_accuracy", "lr", "seconds",
@@ -124,6 +124,9 @@ class Trainer:
         model.backward(softmax_cross_entropy_backward(1.0, cache))
         lr = learning_rate(cfg.lr, self.iteration, cfg.schedule, cfg.schedule_iterations or cfg.iterations,
                            cfg.step_size, cfg.gamma, warmup=cfg.warmup)
+        if cfg.cooldown:
+            progress = self.elapsed / (cfg.minutes * 60) if cfg.minutes else self.iteration / cfg.iterations
+            lr *= cooldown_factor(progress, cfg.cooldown)
         self.optimizer.step(lr)
         valid = labels != 255
         correct = float(((scores.argmax(axis=1) == labels) & valid).sum())

@@ -181,7 +181,8 @@ class ReLU(Layer):
         self.frozen = self.backward_check() if frozen else None
 
     def backward(self, dout):
-        return relu_backward(dout, self.backward_check())
+        # in place only when the forward was: then the gradient buffer is the network's own
+        return relu_backward(dout, self.backward_check(), self.inplace)
 
 
 class Dropout(Layer):

@@ -44,12 +44,16 @@ def relu_forward(x, inplace=False):
     return out, mask
 
 
-def relu_backward(dout, cache):
-    """``dx = dout * (x > 0)`` (the gradient at exactly 0 is taken as 0)."""
+def relu_backward(dout, cache, inplace=False):
+    """``dx = dout * (x > 0)`` (the gradient at exactly 0 is taken as 0).
+
+    ``inplace=True`` writes ``dx`` over ``dout`` (fresh memory is costly at FCN's sizes: a
+    first touch of 125 MB took 0.3 s on the benchmark machine).
+    """
     xp = get_array_module(dout)
     if dout.ndim < 2:
-        return dout * cache
-    dx = xp.empty_like(dout)
+        return xp.multiply(dout, cache, out=dout if inplace else None)
+    dx = dout if inplace else xp.empty_like(dout)
 
     def gate(c0, c1):
         xp.multiply(dout[:, c0:c1], cache[:, c0:c1], out=dx[:, c0:c1])

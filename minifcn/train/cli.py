@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import PRESETS, TrainConfig, preset
+from .config import PRESETS, preset
 
 # TrainConfig fields settable from the command line, with their help
 OVERRIDES = {
@@ -101,7 +101,7 @@ def add_train_parser(sub):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--learn-upsampling", action="store_true", help="train the upscore layers")
     p.add_argument("--bias-lr-x2", action="store_true", help="biases learn twice as fast")
-    defaults = TrainConfig()
+    defaults = preset("demo")  # the default preset, whose values the help shows
     for name, (kind, text) in OVERRIDES.items():
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
                        help=f"{text} (preset's value; default preset: {getattr(defaults, name)})")

@@ -112,3 +112,16 @@ def test_every_xp_function_exists_in_cupy():
             obj = getattr(obj, part)
     assert missing == [], f"used as xp.<name> but absent from CuPy {cupy.__version__}: {missing}"
     assert "cupy" in sys.modules
+
+
+def test_cpu_threads_limits_blas_and_element_wise_threads(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    from minifcn.backend import cpu_threads
+    from minifcn.ops._threads import num_threads
+
+    monkeypatch.setenv("MINIFCN_NUM_THREADS", "2")
+    with cpu_threads(1):
+        assert num_threads() == 1
+        assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas")
+    assert num_threads() == 2

@@ -162,9 +162,10 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d"):
     w2d = weight.reshape(c_out, -1)  # (C_out, C_in*kh*kw)
     out = xp.empty((n, c_out, out_h, out_w), dtype=x.dtype)
     for out_rows, _, cols in column_bands(x, weight, (sh, sw), (ph, pw)):
-        for b in range(n):  # the product lands in the output's rows directly, no copy
-            target = out[b, :, out_rows].reshape(c_out, -1)  # (C_out, band_rows*W_out) view
-            xp.matmul(w2d, cols[b], out=target)
+        if n == 1:  # the product lands in the output's rows directly, no copy
+            xp.matmul(w2d, cols[0], out=out[0, :, out_rows].reshape(c_out, -1))
+        else:  # one batched product (N small GEMMs in one call), then a copy
+            out[:, :, out_rows] = (w2d @ cols).reshape(n, c_out, -1, out_w)
     if bias is not None:
         def add_bias(c0, c1):  # channels c0:c1 (split among CPU threads)
             out[:, c0:c1] += bias[c0:c1, None, None]

@@ -45,27 +45,28 @@ def reset_peak_rss():
         return False
 
 
-def peak_rss_bytes():
-    """Peak resident set size of this process (since the last reset, where possible)."""
+def _status_bytes(field):
+    """A ``kB`` field of ``/proc/self/status`` (``VmHWM``, ``VmRSS``) in bytes, or None."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
-
-
-def rss_bytes():
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
     return None
+
+
+def peak_rss_bytes():
+    """Peak resident set size of this process (since the last reset, where possible)."""
+    peak = _status_bytes("VmHWM")
+    if peak is None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+    return peak
+
+
+def rss_bytes():
+    return _status_bytes("VmRSS")
 
 
 # ---------------------------------------------------------------------------- the shared net

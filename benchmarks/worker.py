@@ -142,7 +142,8 @@ def minifcn_fcn(spec):
         scores = model(x)
         if mode == "train":
             loss, cache = softmax_cross_entropy_forward(scores, labels)
-            model.backward(softmax_cross_entropy_backward(1.0, cache))
+            # no image gradient, as in PyTorch, whose input does not require one
+            model.backward(softmax_cross_entropy_backward(1.0, cache), input_grad=False)
         sync()
         return time.perf_counter() - start
 
@@ -280,7 +281,7 @@ def narrow_step(spec):
         def step():
             scores = model(x)
             _, cache = softmax_cross_entropy_forward(scores, labels)
-            model.backward(softmax_cross_entropy_backward(1.0, cache))
+            model.backward(softmax_cross_entropy_backward(1.0, cache), input_grad=False)
             optimizer.step()
     else:
         import torch

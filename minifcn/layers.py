@@ -101,8 +101,11 @@ class Conv2d(Layer):
         out, self.cache = conv2d_forward(x, self.weight.data, bias, self.stride, self.padding, self.name)
         return out
 
-    def backward(self, dout):
-        dx, dweight, dbias = conv2d_backward(dout, self.backward_check())
+    def backward(self, dout, input_grad=True):
+        """``input_grad=False`` (a net's first layer) skips the gradient of the input and
+        returns None; a frozen weight's gradient is never computed."""
+        dx, dweight, dbias = conv2d_backward(dout, self.backward_check(), input_grad,
+                                             self.weight.requires_grad)
         _store(self.weight, dweight)
         _store(self.bias, dbias)
         return dx
@@ -125,8 +128,10 @@ class ConvTranspose2d(Layer):
             x, self.weight.data, bias, self.stride, self.padding, self.output_padding, self.name)
         return out
 
-    def backward(self, dout):
-        dx, dweight, dbias = conv_transpose2d_backward(dout, self.backward_check())
+    def backward(self, dout, input_grad=True):
+        """As :meth:`Conv2d.backward`: frozen upsamplers compute no weight gradient."""
+        dx, dweight, dbias = conv_transpose2d_backward(dout, self.backward_check(), input_grad,
+                                                       self.weight.requires_grad)
         _store(self.weight, dweight)
         _store(self.bias, dbias)
         return dx

@@ -170,6 +170,39 @@ def test_fcn8s_with_one_row_bands_equals_the_default(monkeypatch):
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * scale)
 
 
+@pytest.mark.parametrize("geo", GEOMETRIES[:6], ids=str)
+def test_skipped_gradients_leave_the_others_unchanged(geo):
+    x, w, b = _arrays(geo, np.float64)
+    (_, dx, dw, db), dout = _run(geo, x, w, b)
+    cache = conv2d_forward(x, w, b, geo["stride"], geo["padding"])[1]
+    no_dx = conv2d_backward(dout, cache, input_grad=False)
+    no_dw = conv2d_backward(dout, cache, weight_grad=False)
+    assert no_dx[0] is None and no_dw[1] is None
+    np.testing.assert_allclose(no_dx[1], dw, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(no_dw[0], dx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(no_dx[2], db)
+
+
+def test_training_backward_skips_the_image_gradient_and_frozen_upsamplers(monkeypatch):
+    rng = np.random.default_rng(2)
+    model = FCN8s(num_classes=3, width=1 / 32, dropout=0.0, seed=1).train()
+    model.layers["score_fr"].weight.data = rng.standard_normal(model.score_fr.weight.shape).astype(np.float32)
+    x = rng.standard_normal((2, 3, 37, 29)).astype(np.float32)
+    labels = rng.integers(0, 3, (2, 37, 29))
+    scores = model(x)
+    dscore = softmax_cross_entropy_backward(1.0, softmax_cross_entropy_forward(scores, labels)[1])
+    dx = model.backward(dscore)
+    grads = {name: p.grad.copy() for name, p in model.named_parameters() if p.requires_grad}
+    assert dx.shape == x.shape and np.abs(dx).max() > 0
+    assert all(model.layers[n].weight.grad is None for n in ("upscore2", "upscore_pool4", "upscore8"))
+    for p in model.parameters():
+        p.grad = None
+    assert model.backward(dscore, input_grad=False) is None
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            np.testing.assert_array_equal(p.grad, grads[name], err_msg=name)
+
+
 @pytest.fixture
 def many_threads(monkeypatch):
     """Every job split among 3 threads, however small (channel counts 1-5 give empty,

@@ -104,15 +104,16 @@ class FCN:
                 kept[name] = x
         return kept["pool3"], kept["pool4"], x
 
-    def trunk_backward(self, dscore_fr, skips):
+    def trunk_backward(self, dscore_fr, skips, input_grad=True):
         """Back through the trunk; ``skips`` maps ``"pool3"``/``"pool4"`` to the gradient
-        that the skip branches send to that blob. Returns the input gradient."""
+        that the skip branches send to that blob. Returns the input gradient, or None when
+        ``input_grad`` is False (training needs none: conv1_1 then skips it)."""
         d = dscore_fr
-        for name in reversed(self.trunk_names):
+        for name in reversed(self.trunk_names[1:]):
             if name in skips:
                 d = d + skips[name]  # the blob fed both the trunk and a skip branch
             d = self.layers[name].backward(d)
-        return d
+        return self.layers[self.trunk_names[0]].backward(d, input_grad)  # conv1_1
 
     def skip_forward(self, pool, blob, reference):
         """Score a pool layer (scaled first in the at-once net) and crop it to ``reference``."""
@@ -278,9 +279,11 @@ class FCN32s(FCN):
         upscore = self.upscore(score_fr)
         return self.score(upscore, x.shape[2:])
 
-    def backward(self, dscore):
+    def backward(self, dscore, input_grad=True):
+        """Gradients of every parameter from ``dscore`` (N, classes, H, W); returns the
+        input gradient (N, 3, H, W), or None with ``input_grad=False``."""
         dscore_fr = self.upscore.backward(self.score.backward(dscore))
-        return self.trunk_backward(dscore_fr, {})
+        return self.trunk_backward(dscore_fr, {}, input_grad)
 
 
 class FCN16s(FCN):
@@ -295,11 +298,11 @@ class FCN16s(FCN):
         upscore16 = self.upscore16(fuse_pool4)
         return self.score(upscore16, x.shape[2:])
 
-    def backward(self, dscore):
+    def backward(self, dscore, input_grad=True):
         dfuse_pool4 = self.upscore16.backward(self.score.backward(dscore))
         dpool4 = self.skip_backward("pool4", dfuse_pool4)
         dscore_fr = self.upscore2.backward(dfuse_pool4)
-        return self.trunk_backward(dscore_fr, {"pool4": dpool4})
+        return self.trunk_backward(dscore_fr, {"pool4": dpool4}, input_grad)
 
 
 class FCN8s(FCN):
@@ -316,13 +319,13 @@ class FCN8s(FCN):
         upscore8 = self.upscore8(fuse_pool3)
         return self.score(upscore8, x.shape[2:])
 
-    def backward(self, dscore):
+    def backward(self, dscore, input_grad=True):
         dfuse_pool3 = self.upscore8.backward(self.score.backward(dscore))
         dpool3 = self.skip_backward("pool3", dfuse_pool3)
         dfuse_pool4 = self.upscore_pool4.backward(dfuse_pool3)
         dpool4 = self.skip_backward("pool4", dfuse_pool4)
         dscore_fr = self.upscore2.backward(dfuse_pool4)
-        return self.trunk_backward(dscore_fr, {"pool3": dpool3, "pool4": dpool4})
+        return self.trunk_backward(dscore_fr, {"pool3": dpool3, "pool4": dpool4}, input_grad)
 
 
 class FCN8sAtOnce(FCN8s):

@@ -14,7 +14,9 @@ Backward (the forward read backwards)::
 The columns hold every input pixel ``kh*kw`` times: 1.1 GB for FCN's ``conv1_2`` at
 500x500. So both passes walk the output in bands of rows (:func:`column_bands`): each band's
 columns are unfolded, used and dropped, and the backward unfolds them again from the cached
-input instead of keeping them. The arithmetic is the one above, split into row blocks.
+input instead of keeping them. The arithmetic is the one above, split into row blocks. Small
+bands (a few MB) are also faster than one big buffer: the GEMM reads the columns from the
+cache that im2col just wrote them to, instead of from main memory.
 
 A 1x1 convolution with stride 1 and no padding needs no im2col at all: it is a fully
 connected layer (``C_in -> C_out``) applied at every pixel, i.e. one channel GEMM
@@ -48,7 +50,7 @@ def is_pointwise(weight, stride, padding):
     return weight.shape[2:] == (1, 1) and pair(stride) == (1, 1) and pair(padding) == (0, 0)
 
 
-CHUNK_BYTES = 32 * 2**20  # a band's columns; measured in benchmarks/ (docs/performance.md)
+CHUNK_BYTES = 4 * 2**20  # a band's columns, still in cache when the GEMM reads them
 
 
 def band_rows(n, k, out_h, out_w, weight_bytes, itemsize):
@@ -63,13 +65,14 @@ def band_rows(n, k, out_h, out_w, weight_bytes, itemsize):
     return max(1, min(out_h, max(CHUNK_BYTES, 4 * weight_bytes) // row_bytes))
 
 
-def column_bands(x, weight, stride, padding):
+def column_bands(x, weight, stride, padding, unfold=True):
     """im2col of ``x``, one band of output rows at a time.
 
     Yields ``(out_rows, in_rows, cols)``: a slice of the output rows, the slice of the
     *padded* input rows they read (``out_rows.start*sh`` up to ``(out_rows.stop-1)*sh + kh``;
     consecutive bands overlap by ``kh - sh`` rows), and their columns, shape
-    ``(N, C_in*kh*kw, band_rows*W_out)``: exactly those columns of ``im2col(x)``.
+    ``(N, C_in*kh*kw, band_rows*W_out)``: exactly those columns of ``im2col(x)``
+    (``None`` with ``unfold=False``, for a caller that needs only the geometry).
 
     Only the band's rows are ever padded and unfolded, so no column buffer (nor padded
     copy) of the whole image exists: 1.1 GB for ``conv1_2`` at 500x500 if it did. A 1x1
@@ -87,6 +90,9 @@ def column_bands(x, weight, stride, padding):
     for r0 in range(0, out_h, rows):
         r1 = min(r0 + rows, out_h)
         top, bottom = r0 * sh, (r1 - 1) * sh + kh  # padded rows [top, bottom) are read
+        if not unfold:
+            yield slice(r0, r1), slice(top, bottom), None
+            continue
         lo = min(max(top, ph), bottom)  # the image's own rows among them, in padded
         hi = max(min(bottom, ph + h), lo)  # coordinates: [lo, hi), empty in the padding
         band = x[:, :, lo - ph:hi - ph] if hi > lo else x[:, :, :0]
@@ -175,18 +181,22 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d"):
     return out, cache
 
 
-def conv2d_backward(dout, cache):
+def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
     """Gradients of :func:`conv2d_forward`.
 
     Parameters
     ----------
     dout : array, shape (N, C_out, H_out, W_out)
     cache : tuple from :func:`conv2d_forward`
+    input_grad, weight_grad : bool
+        ``False`` skips that gradient and returns ``None`` in its place: the first layer of
+        a net needs no image gradient (``dcols`` and ``col2im`` are skipped), a frozen
+        weight no weight gradient (nor the columns it is made from).
 
     Returns
     -------
-    dx : array, shape (N, C_in, H, W)
-    dweight : array, shape (C_out, C_in, kh, kw)
+    dx : array, shape (N, C_in, H, W), or None
+    dweight : array, shape (C_out, C_in, kh, kw), or None
     dbias : array, shape (C_out,), or None when the forward had no bias
 
     Notes
@@ -202,21 +212,26 @@ def conv2d_backward(dout, cache):
     _, c_in, h, w = x.shape
     (ph, pw), kernel = padding, weight.shape[2:]
     w2d = weight.reshape(c_out, -1)  # (C_out, C_in*kh*kw)
-    dweight = None
-    dx_pad = xp.zeros((n, c_in, h + 2 * ph, w + 2 * pw), dtype=dout.dtype)
-    for out_rows, in_rows, cols in column_bands(x, weight, stride, padding):
+    dweight = dx_pad = None
+    if input_grad:
+        dx_pad = xp.zeros((n, c_in, h + 2 * ph, w + 2 * pw), dtype=dout.dtype)
+    for out_rows, in_rows, cols in column_bands(x, weight, stride, padding, unfold=weight_grad):
         d = dout[:, :, out_rows].reshape(n, c_out, -1)  # (N, C_out, band_rows*W_out)
-        part = conv_weight_grad(d, cols)  # (C_out, C_in*kh*kw)
-        if dweight is None:
-            dweight = part  # keeps its memory order: no transposing copy per band
-        else:
-            dweight += part
-        dcols = w2d.T @ d  # (N, C_in*kh*kw, band_rows*W_out)
-        band_shape = (n, c_in, in_rows.stop - in_rows.start, w + 2 * pw)
-        dx_pad[:, :, in_rows] += col2im(dcols, band_shape, kernel, stride, 0)
+        if weight_grad:
+            part = conv_weight_grad(d, cols)  # (C_out, C_in*kh*kw)
+            if dweight is None:
+                dweight = part  # keeps its memory order: no transposing copy per band
+            else:
+                dweight += part
+        if input_grad:
+            dcols = w2d.T @ d  # (N, C_in*kh*kw, band_rows*W_out)
+            band_shape = (n, c_in, in_rows.stop - in_rows.start, w + 2 * pw)
+            dx_pad[:, :, in_rows] += col2im(dcols, band_shape, kernel, stride, 0)
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
-    dweight = xp.ascontiguousarray(dweight).reshape(weight.shape)  # (C_out, C_in, kh, kw)
-    return dx_pad[:, :, ph:ph + h, pw:pw + w], dweight, dbias
+    if weight_grad:
+        dweight = xp.ascontiguousarray(dweight).reshape(weight.shape)  # (C_out, C_in, kh, kw)
+    dx = dx_pad[:, :, ph:ph + h, pw:pw + w] if input_grad else None
+    return dx, dweight, dbias
 
 
 def conv2d_naive(x, weight, bias=None, stride=1, padding=0):

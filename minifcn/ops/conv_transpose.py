@@ -16,6 +16,10 @@ convolution from ``C_out`` to ``C_in`` channels.
 
 Nothing is inverted: ``C^T`` is not ``C^{-1}``. It only restores the *shape* of the
 convolution's input (and, for a bilinear kernel, a smooth upsampling of the values).
+
+A weight that keeps channels apart and has separable kernels (FCN's fixed bilinear
+upsamplers) takes a shortcut with the same result: two small matrix products per channel
+instead of the column buffer (:mod:`minifcn.ops.separable`).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from ..backend import get_array_module
 from ._util import check_layer_args, pair, transposed_output_size
 from .conv import conv_weight_grad
 from .im2col import col2im, im2col
+from .separable import separable_factors, separable_upsample_backward, separable_upsample_forward
 
 
 def check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, name):
@@ -72,37 +77,52 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
     n, c_in, h, w = x.shape
     c_out = weight.shape[1]
     x2d = x.reshape(n, c_in, h * w)  # (N, C_in, H*W)
-    w2d = weight.reshape(c_in, c_out * kh * kw)  # (C_in, C_out*kh*kw)
-    cols = w2d.T @ x2d  # (N, C_out*kh*kw, H*W): each input pixel's scaled kernel
-    out = col2im(cols, (n, c_out, out_h, out_w), (kh, kw), (sh, sw), (ph, pw))
+    factors = separable_factors(weight)
+    if factors is not None:  # bilinear-like: two small products, no columns (ops.separable)
+        out, matrices = separable_upsample_forward(x, factors, (out_h, out_w), (sh, sw), (ph, pw))
+    else:
+        w2d = weight.reshape(c_in, c_out * kh * kw)  # (C_in, C_out*kh*kw)
+        cols = w2d.T @ x2d  # (N, C_out*kh*kw, H*W): each input pixel's scaled kernel
+        out = col2im(cols, (n, c_out, out_h, out_w), (kh, kw), (sh, sw), (ph, pw))
+        matrices = None
     if bias is not None:
         out += bias[:, None, None]
-    cache = (x2d, weight, bias is not None, (sh, sw), (ph, pw), (h, w))
+    cache = (x2d, weight, bias is not None, (sh, sw), (ph, pw), (h, w), matrices)
     return out, cache
 
 
-def conv_transpose2d_backward(dout, cache):
+def conv_transpose2d_backward(dout, cache, input_grad=True, weight_grad=True):
     """Gradients of :func:`conv_transpose2d_forward`.
 
     Parameters
     ----------
     dout : array, shape (N, C_out, H_out, W_out)
+    input_grad, weight_grad : bool
+        ``False`` skips that gradient (``None`` in its place); FCN's fixed bilinear
+        upsamplers need no weight gradient.
 
     Returns
     -------
-    dx : array, shape (N, C_in, H, W)
-    dweight : array, shape (C_in, C_out, kh, kw)
+    dx : array, shape (N, C_in, H, W), or None
+    dweight : array, shape (C_in, C_out, kh, kw), or None
     dbias : array, shape (C_out,), or None
     """
-    x2d, weight, has_bias, stride, padding, (h, w) = cache
+    x2d, weight, has_bias, stride, padding, (h, w), matrices = cache
     xp = get_array_module(dout)
     n, c_in = x2d.shape[:2]
     kh, kw = weight.shape[2:]
-    # im2col of the output gradient reads exactly the windows the forward scattered into
-    # (H*W of them); output_padding rows lie outside every window and drop out here.
-    dcols = im2col(dout, (kh, kw), stride, padding)  # (N, C_out*kh*kw, H*W)
-    dx = (weight.reshape(c_in, -1) @ dcols).reshape(n, c_in, h, w)
-    dweight = xp.ascontiguousarray(conv_weight_grad(x2d, dcols)).reshape(weight.shape)
+    dx = dweight = None
+    if input_grad and matrices is not None:  # the forward's separable path, transposed
+        dx = separable_upsample_backward(dout, matrices)
+        input_grad = False
+    if input_grad or weight_grad:
+        # im2col of the output gradient reads exactly the windows the forward scattered into
+        # (H*W of them); output_padding rows lie outside every window and drop out here.
+        dcols = im2col(dout, (kh, kw), stride, padding)  # (N, C_out*kh*kw, H*W)
+    if input_grad:
+        dx = (weight.reshape(c_in, -1) @ dcols).reshape(n, c_in, h, w)
+    if weight_grad:
+        dweight = xp.ascontiguousarray(conv_weight_grad(x2d, dcols)).reshape(weight.shape)
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dweight, dbias
 

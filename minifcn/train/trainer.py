@@ -121,7 +121,7 @@ class Trainer:
                 f"Last good checkpoint: {self.checkpoint_path if self.checkpoint_path.exists() else 'none'}. "
                 f"Lower the learning rate (lr={cfg.lr:g}, reduction={cfg.reduction!r}: a summed loss "
                 f"wants a rate about the pixel count smaller than a mean loss)")
-        model.backward(softmax_cross_entropy_backward(1.0, cache))
+        model.backward(softmax_cross_entropy_backward(1.0, cache), input_grad=False)
         lr = learning_rate(cfg.lr, self.iteration, cfg.schedule, cfg.schedule_iterations or cfg.iterations,
                            cfg.step_size, cfg.gamma, warmup=cfg.warmup)
         if cfg.cooldown:

@@ -94,7 +94,8 @@ def measure_fcn(size, mode, args, log):
     for r in range(args.rounds):
         for framework in frameworks:
             spec = dict(task="fcn", framework=framework, size=size, mode=mode,
-                        repeats=args.repeats, device=args.device, threads=args.threads)
+                        repeats=args.repeats, device=args.device, threads=args.threads,
+                        keep_freed_memory=args.keep_freed_memory)
             result = run_worker(spec, args.threads)
             c = collected[framework]
             c["totals"] += result["totals"]
@@ -122,7 +123,8 @@ def measure_step(args, log):
     for r in range(args.rounds):
         for framework in frameworks:
             spec = dict(task="step", framework=framework, repeats=args.step_repeats,
-                        device=args.device, threads=args.threads)
+                        device=args.device, threads=args.threads,
+                        keep_freed_memory=args.keep_freed_memory)
             collected[framework] += run_worker(spec, args.threads)["totals"]
             log(f"  narrow step round {r + 1} {framework:<8} "
                 f"{np.median(collected[framework][-args.step_repeats:]) * 1e3:.0f} ms")
@@ -168,19 +170,26 @@ def main(argv=None):
                         help="JSON results file (default benchmarks/results/latest.json; "
                              "latest_gpu.json with --device gpu)")
     parser.add_argument("--no-figure", action="store_true", help="skip the per-layer chart")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="both libraries' processes keep freed memory (glibc mallopt, as the "
+                             "minifcn command does; default: the allocator as Python leaves it)")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.repeats, args.rounds, args.step_repeats = "224", 2, 1, 5
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]  # --sizes "": the step only
     if args.out is None:
-        args.out = str(RESULTS if args.device == "cpu" else RESULTS.with_name("latest_gpu.json"))
+        name = "latest_gpu.json" if args.device == "gpu" else "latest.json"
+        if args.keep_freed_memory:
+            name = name.replace(".json", "_keep_freed_memory.json")
+        args.out = str(RESULTS.with_name(name))
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
 
     report = dict(machine=machine(), threads=args.threads, device=args.device,
                   settings=dict(repeats=args.repeats, rounds=args.rounds,
-                                step_repeats=args.step_repeats, sizes=sizes),
+                                step_repeats=args.step_repeats, sizes=sizes,
+                                keep_freed_memory=args.keep_freed_memory),
                   targets=TARGETS, started=time.strftime("%Y-%m-%d %H:%M:%S"))
     if args.device == "gpu":
         reason = gpu_status()
@@ -223,6 +232,7 @@ def main(argv=None):
     if not args.no_figure:
         for size in sizes:
             tag = "gpu_" if args.device == "gpu" else "" if args.threads == 2 else f"{args.threads}t_"
+            tag += "keep_" if args.keep_freed_memory else ""
             path = layer_chart(report, size, FIGURES / f"layers_{tag}{size}.png")
             if path:
                 log(f"figure: {path}")

@@ -384,6 +384,10 @@ TASKS = {"gemm": gemm, "parity": parity, "step": narrow_step,
 
 def main(argv=None):
     spec = json.loads((argv or sys.argv[1:])[0])
+    if spec.get("keep_freed_memory"):  # the same allocator setting for either library
+        from minifcn.backend import keep_freed_memory
+
+        keep_freed_memory()
     if spec.get("framework") == "torch":
         import torch
 

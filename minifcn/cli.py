@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .backend import DeviceError, resolve_device
+from .backend import DeviceError, keep_freed_memory, resolve_device
 
 
 def _cmd_gradcheck(args):
@@ -77,6 +77,7 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
+    keep_freed_memory()  # a process-wide allocator setting: the command's to make
     try:
         args.device = resolve_device(args.device)
         return int(args.func(args) or 0)

@@ -125,3 +125,34 @@ def test_cpu_threads_limits_blas_and_element_wise_threads(monkeypatch):
         assert num_threads() == 1
         assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas")
     assert num_threads() == 2
+
+
+def test_keep_freed_memory_sets_both_glibc_thresholds(monkeypatch):
+    import ctypes
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc())
+    assert backend.keep_freed_memory() is True
+    assert calls == [(-3, 32 * 2**20), (-1, 2**31 - 1)]  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+
+    def no_libc(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    assert backend.keep_freed_memory() is False  # macOS, Windows, musl: nothing to do
+
+
+def test_the_command_keeps_freed_memory(monkeypatch, capsys):
+    from minifcn import cli
+
+    called = []
+    monkeypatch.setattr(cli, "keep_freed_memory", lambda: called.append(True))
+    assert cli.main(["describe", "fcn8s", "--width", "0.0625", "--size", "64x64"]) == 0
+    assert called == [True]
+    assert "score_fr" in capsys.readouterr().out

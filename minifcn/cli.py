@@ -39,12 +39,13 @@ def _add_gradcheck(sub):
 def _optional_parsers():
     """Subcommands whose modules may be absent in a partial install stay out of the way."""
     hooks = []
-    for module, names in [
+    for module, names in [  # in the order --help lists them: the main job first
+        ("minifcn.train.cli", ["add_demo_parser", "add_train_parser", "add_evaluate_parser",
+                               "add_predict_parser"]),
+        ("minifcn.cli", ["_add_gradcheck"]),
         ("minifcn.models.describe", ["add_describe_parser"]),
         ("minifcn.weights.cli", ["add_convert_parser", "add_download_parser"]),
         ("minifcn.figures", ["add_figures_parser"]),
-        ("minifcn.train.cli", ["add_demo_parser", "add_train_parser", "add_evaluate_parser",
-                               "add_predict_parser"]),
     ]:
         try:
             mod = __import__(module, fromlist=names)
@@ -61,7 +62,6 @@ def build_parser():
     parser.add_argument("--device", default=None, choices=["cpu", "gpu"],
                         help="where arrays live (default: $MINIFCN_DEVICE, else cpu)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add_gradcheck(sub)
     for add in _optional_parsers():
         add(sub)
     for p in sub.choices.values():  # --device is accepted after the subcommand too

@@ -156,3 +156,11 @@ def test_the_command_keeps_freed_memory(monkeypatch, capsys):
     assert cli.main(["describe", "fcn8s", "--width", "0.0625", "--size", "64x64"]) == 0
     assert called == [True]
     assert "score_fr" in capsys.readouterr().out
+
+
+def test_help_lists_the_main_job_first(capsys):
+    from minifcn import cli
+
+    names = list(cli.build_parser()._subparsers._group_actions[0].choices)
+    assert names[:4] == ["demo", "train", "evaluate", "predict"]
+    assert set(names[4:]) == {"gradcheck", "describe", "convert", "download", "figures"}

@@ -132,9 +132,11 @@ def cpu_threads(n):
     """Run the block with ``n`` BLAS threads and ``n`` threads for minifcn's element-wise work.
 
     Small networks (the demo's: 4 to 256 channels on 96x96 images) make hundreds of small
-    matrix products per step, and handing each to a second thread costs more than it saves:
-    a training step of the demo took 156 ms with two threads and 126 ms with one on a 2-core
-    machine. Full-size networks want every core; leave them alone.
+    matrix products per step, and a second thread gains nothing on them: a training step of
+    the demo took 90-94 ms with two threads and 92 ms with one on a 2-core machine (156 and
+    126 ms before the allocator setting of :func:`keep_freed_memory`), and one thread leaves
+    the other core to the rest of the machine. Full-size networks want every core; leave
+    them alone.
     """
     from threadpoolctl import threadpool_limits
 

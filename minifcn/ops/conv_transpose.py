@@ -112,14 +112,13 @@ def conv_transpose2d_backward(dout, cache, input_grad=True, weight_grad=True):
     n, c_in = x2d.shape[:2]
     kh, kw = weight.shape[2:]
     dx = dweight = None
-    if input_grad and matrices is not None:  # the forward's separable path, transposed
-        dx = separable_upsample_backward(dout, matrices)
-        input_grad = False
-    if input_grad or weight_grad:
+    if weight_grad or (input_grad and matrices is None):
         # im2col of the output gradient reads exactly the windows the forward scattered into
         # (H*W of them); output_padding rows lie outside every window and drop out here.
         dcols = im2col(dout, (kh, kw), stride, padding)  # (N, C_out*kh*kw, H*W)
-    if input_grad:
+    if input_grad and matrices is not None:  # the forward's separable path, transposed
+        dx = separable_upsample_backward(dout, matrices)
+    elif input_grad:
         dx = (weight.reshape(c_in, -1) @ dcols).reshape(n, c_in, h, w)
     if weight_grad:
         dweight = xp.ascontiguousarray(conv_weight_grad(x2d, dcols)).reshape(weight.shape)

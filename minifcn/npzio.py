@@ -39,11 +39,18 @@ def atomic_write(path, write, suffix=".tmp"):
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it open()'s mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _umask():
+    mask = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def save_npz(path, arrays: dict, meta: dict | None = None, compress: bool = False) -> Path:

@@ -86,6 +86,18 @@ def test_failed_conversion_keeps_an_existing_output(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pth", "out.npz"]
 
 
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        path = save_npz(tmp_path / "model.npz", {"a": np.zeros(1, np.float32)})
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644  # as open() would make it, not mkstemp's 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # no temporary left behind
+
+
 def test_missing_source(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.pth"):
         convert(tmp_path / "nowhere.pth", tmp_path / "out.npz")

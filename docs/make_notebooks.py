@@ -623,7 +623,7 @@ print(f"conv1_2: columns {column_bytes['conv1_2'] / 1e9:.2f} GB, "
 # %% [markdown]
 Kept all at once, these columns would take about 3 GB per 500x500 image, on top of the
 activations. minifcn's `conv2d_forward` never holds them all: it walks the output in bands of
-rows (`column_bands`, about 32 MB of columns each), multiplies each band's columns and drops
+rows (`column_bands`, a few MB of columns each), multiplies each band's columns and drops
 them, and its cache keeps the *input*, from which backward unfolds each band again. The
 arithmetic is the single GEMM above, split into row blocks; a full-width forward and backward
 at 500x500 then peaks at about 2.4 GB (`docs/performance.md`).

@@ -97,9 +97,12 @@ def test_the_cache_keeps_the_input_not_its_columns(rng):
 
 
 def test_band_height_follows_the_chunk_and_the_weight():
-    # conv1_2 at 500x500: 576 x 698 floats per output row; bands of CHUNK_BYTES
-    rows = band_rows(1, 576, 698, 698, 64 * 576 * 4, 4)
-    assert rows == conv_module.CHUNK_BYTES // (576 * 698 * 4)
+    # the demo's conv1_2 (batch 4, 36 x 232 floats per output row): bands of CHUNK_BYTES
+    assert band_rows(4, 36, 232, 232, 4 * 36 * 4, 4) == conv_module.CHUNK_BYTES // (4 * 36 * 232 * 4)
+    # conv1_2 at 500x500: 576 x 698 floats (1.6 MB) per output row: the row floor, not 2 rows
+    assert band_rows(1, 576, 698, 698, 64 * 576 * 4, 4) == conv_module.MIN_BAND_ROWS
+    # rows of 20 MB each: the floor gives way to the memory bound
+    assert band_rows(1, 5 * 2**20, 100, 1, 4, 4) == 8 * conv_module.CHUNK_BYTES // (20 * 2**20)
     # fc6 at 500x500: a 411 MB weight keeps its 16-row output in one band
     assert band_rows(1, 25088, 16, 16, 4096 * 25088 * 4, 4) == 16
     assert band_rows(1, 10**9, 5, 5, 4, 4) == 1  # at least one row

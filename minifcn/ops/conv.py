@@ -51,18 +51,25 @@ def is_pointwise(weight, stride, padding):
 
 
 CHUNK_BYTES = 4 * 2**20  # a band's columns, still in cache when the GEMM reads them
+MIN_BAND_ROWS = 5  # fewer rows per band cost more in per-band overheads than the cache saves
 
 
 def band_rows(n, k, out_h, out_w, weight_bytes, itemsize):
     """Output rows per band, so that a band's columns ``(N, K, rows*W_out)`` take at most
-    ``max(CHUNK_BYTES, 4 * weight_bytes)`` bytes (and at least one row).
+    ``max(CHUNK_BYTES, 4 * weight_bytes)`` bytes, but at least ``MIN_BAND_ROWS`` rows while
+    those stay under ``8 * CHUNK_BYTES`` (and always at least one row).
 
-    The second bound keeps bands of wide, short layers (fc6: 25088 x 256 columns, a 411 MB
+    The weight bound keeps bands of wide, short layers (fc6: 25088 x 256 columns, a 411 MB
     weight) whole: each band adds its weight gradient into ``dweight``, and that must stay
-    cheap next to the band's GEMMs.
+    cheap next to the band's GEMMs. The row floor matters for full-size 3x3 layers, whose
+    output rows take 1.6 MB of columns each: bands of two rows spend more on padding, BLAS
+    calls and thread hand-offs than they gain from the cache (docs/performance.md).
     """
     row_bytes = n * k * out_w * itemsize
-    return max(1, min(out_h, max(CHUNK_BYTES, 4 * weight_bytes) // row_bytes))
+    rows = max(CHUNK_BYTES, 4 * weight_bytes) // row_bytes
+    if rows < MIN_BAND_ROWS:
+        rows = min(MIN_BAND_ROWS, 8 * CHUNK_BYTES // row_bytes)
+    return max(1, min(out_h, rows))
 
 
 def column_bands(x, weight, stride, padding, unfold=True):

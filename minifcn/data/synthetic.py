@@ -73,7 +73,7 @@ def _distractors(rng, image, scale):
     """
     height, width = image.shape[:2]
     kind = rng.integers(6)  # 0: a line, 1: a blob, otherwise none
-    for _ in range(int(kind == 0)):
+    if kind == 0:
         y0, x0 = rng.uniform(0, height), rng.uniform(0, width)
         ey, ex = rng.uniform(-0.6, 0.6, size=2) * (height, width)
         half_width = rng.uniform(0.5, 1.5) * scale
@@ -85,7 +85,7 @@ def _distractors(rng, image, scale):
             sdf = sdf_segment(dy + np.float32(ey / 2), dx + np.float32(ex / 2), ey, ex,
                               half_width)
             paint(image, sl, sdf, rng.uniform(0, 255, size=3).astype(np.float32))
-    for _ in range(int(kind == 1)):
+    elif kind == 1:
         a = rng.uniform(0.06, 0.18) * min(height, width)
         b = a / rng.uniform(2.5, 5.0)  # elongated, so never mistaken for a circle
         win = window(height, width, rng.uniform(0, height), rng.uniform(0, width), a + 1)

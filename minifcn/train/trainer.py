@@ -124,9 +124,8 @@ class Trainer:
         model.backward(softmax_cross_entropy_backward(1.0, cache), input_grad=False)
         lr = learning_rate(cfg.lr, self.iteration, cfg.schedule, cfg.schedule_iterations or cfg.iterations,
                            cfg.step_size, cfg.gamma, warmup=cfg.warmup)
-        if cfg.cooldown:
-            progress = self.elapsed / (cfg.minutes * 60) if cfg.minutes else self.iteration / cfg.iterations
-            lr *= cooldown_factor(progress, cfg.cooldown)
+        progress = self.elapsed / (cfg.minutes * 60) if cfg.minutes else self.iteration / cfg.iterations
+        lr *= cooldown_factor(progress, cfg.cooldown)  # 1 unless a cool-down is set
         self.optimizer.step(lr)
         valid = labels != 255
         correct = float(((scores.argmax(axis=1) == labels) & valid).sum())

@@ -7,10 +7,11 @@ The networks in :mod:`minifcn.models` are wired from these.
 What the caches hold decides a network's memory, so each keeps as little as its backward
 needs: a convolution keeps a reference to its input (the blob the previous layer made
 anyway; its im2col columns are recomputed in backward, see :mod:`minifcn.ops.conv`), a ReLU
-its mask as booleans (a quarter of a float32 blob), a max-pool the winning kernel offset of
-each window as ``int8``. Every layer caches in eval mode too, so that a backward may follow
-any forward (as in the parity tests); for FCN-8s at 500x500 that costs about 0.5 GB on top
-of the 0.54 GB of weights (numbers in docs/performance.md).
+its mask as booleans (a quarter of a float32 blob), a max-pool references to its input and
+output (its backward finds the winners from them, :mod:`minifcn.ops.pool`). Every layer
+caches in eval mode too, so that a backward may follow any forward (as in the parity tests);
+for FCN-8s at 500x500 that costs about 0.7 GB on top of the 0.54 GB of weights (numbers in
+docs/performance.md).
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from minifcn.models import FCN8s
 from minifcn.ops import (conv2d_backward, conv2d_backward_naive, conv2d_forward, conv2d_naive,
                          conv_transpose2d_backward, conv_transpose2d_forward, im2col,
                          max_pool2d_backward, max_pool2d_backward_naive, max_pool2d_forward,
-                         max_pool2d_naive, softmax_cross_entropy_backward,
+                         max_pool2d_naive, max_pool2d_pinned, softmax_cross_entropy_backward,
                          softmax_cross_entropy_forward)
 from minifcn.ops import conv as conv_module
 from minifcn.ops.conv import band_rows, column_bands, conv_weight_grad
@@ -108,6 +108,44 @@ def test_band_height_follows_the_chunk_and_the_weight():
     assert band_rows(1, 10**9, 5, 5, 4, 4) == 1  # at least one row
 
 
+# stride 1, C_out <= C_in: the input gradient is a convolution of dout (input_grad_as_conv)
+FLIPPED = [
+    dict(n=2, c_in=3, c_out=3, h=7, w=5, kernel=(3, 3), stride=(1, 1), padding=(1, 1)),
+    dict(n=1, c_in=4, c_out=2, h=6, w=9, kernel=(3, 2), stride=(1, 1), padding=(2, 0)),
+    dict(n=3, c_in=5, c_out=1, h=5, w=4, kernel=(1, 4), stride=(1, 1), padding=(0, 3)),
+    dict(n=1, c_in=2, c_out=2, h=3, w=3, kernel=(3, 3), stride=(1, 1), padding=(0, 0)),
+    dict(n=1, c_in=3, c_out=3, h=4, w=6, kernel=(2, 2), stride=(1, 1), padding=(1, 0)),
+]
+
+
+@pytest.mark.parametrize("geo", FLIPPED, ids=str)
+def test_input_grad_as_a_convolution_matches_the_loop_twin(geo, monkeypatch):
+    def no_fold(*args, **kwargs):
+        raise AssertionError("col2im was used")
+
+    monkeypatch.setattr(conv_module, "col2im", no_fold)  # this geometry must take the new path
+    x, w, b = _arrays(geo, np.float64)
+    (_, dx, dw, db), dout = _run(geo, x, w, b)
+    for got, ref in zip((dx, dw, db), conv2d_backward_naive(dout, x, w, geo["stride"], geo["padding"])):
+        np.testing.assert_allclose(got, ref, atol=1e-12)
+    # and the pure function, on its own
+    dx_alone = conv_module.input_grad_as_conv(dout, w, geo["padding"])
+    np.testing.assert_allclose(dx_alone, dx, atol=1e-12)
+
+
+def test_widening_or_strided_layers_keep_col2im(monkeypatch):
+    calls = []
+    monkeypatch.setattr(conv_module, "input_grad_as_conv", lambda *a: calls.append(a))
+    for geo in (dict(n=1, c_in=2, c_out=3, h=5, w=5, kernel=(3, 3), stride=(1, 1), padding=(1, 1)),
+                dict(n=1, c_in=3, c_out=2, h=7, w=7, kernel=(3, 3), stride=(2, 1), padding=(1, 1)),
+                dict(n=1, c_in=3, c_out=2, h=7, w=7, kernel=(3, 3), stride=(1, 1), padding=(3, 0))):
+        x, w, b = _arrays(geo, np.float64)
+        (_, dx, _, _), dout = _run(geo, x, w, b)
+        np.testing.assert_allclose(dx, conv2d_backward_naive(dout, x, w, geo["stride"], geo["padding"])[0],
+                                   atol=1e-12)
+    assert calls == []
+
+
 @pytest.mark.parametrize("shape", [(2, 4, 3, 50), (1, 64, 27, 40), (3, 512, 700, 20), (1, 4096, 300, 7)])
 def test_conv_weight_grad_either_orientation(shape):
     n, c_out, k, length = shape
@@ -117,21 +155,26 @@ def test_conv_weight_grad_either_orientation(shape):
     np.testing.assert_allclose(conv_weight_grad(dout, cols), expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("shape,k,s,p,ceil", [
-    ((2, 3, 8, 10), 2, 2, 0, True),  # tiles exactly: no canvas, backward writes each slice once
-    ((2, 3, 9, 7), 2, 2, 0, True),  # ceil overhang: -inf canvas
-    ((1, 2, 9, 9), 3, 2, 1, False),  # overlapping windows: accumulation
+@pytest.mark.parametrize("shape,k,s,p,ceil,canvas", [
+    ((2, 3, 8, 10), 2, 2, 0, True, False),  # tiles exactly: backward writes each slice once
+    ((2, 3, 9, 7), 2, 2, 0, True, False),  # ceil overhang: the last offsets reach fewer windows
+    ((1, 2, 9, 9), 3, 2, 1, False, True),  # padding (-inf canvas), overlapping windows
+    ((1, 2, 7, 8), 3, 2, 1, True, True),  # padding and a ceil overhang
 ])
-def test_pool_paths_match_the_loop_twins(shape, k, s, p, ceil):
+@pytest.mark.parametrize("ties", [False, True])
+def test_pool_paths_match_the_loop_twins(shape, k, s, p, ceil, canvas, ties):
     from minifcn.gradcheck import well_separated
 
     x = well_separated(np.random.default_rng(3), shape).astype(np.float32)
+    if ties:  # a third of the pixels share one value, as after a ReLU
+        x = np.maximum(x, np.quantile(x, 1 / 3)).astype(np.float32)
     out, cache = max_pool2d_forward(x, k, s, p, ceil)
     np.testing.assert_array_equal(out, max_pool2d_naive(x, k, s, p, ceil))
-    assert cache[2].dtype == np.int8  # the winning offset, a quarter of a float32 map
+    assert (cache[1] is not x) == canvas  # without a canvas the cache refers to x, no copy
     dout = np.random.default_rng(4).standard_normal(out.shape).astype(np.float32)
     np.testing.assert_allclose(max_pool2d_backward(dout, cache),
                                max_pool2d_backward_naive(dout, x, k, s, p, ceil), atol=1e-6)
+    np.testing.assert_array_equal(max_pool2d_pinned(x, cache), out)
 
 
 def test_transposed_conv_weight_grad_through_the_new_orientation(rng):
@@ -270,8 +313,13 @@ def test_thread_count_comes_from_the_environment(monkeypatch):
 def test_a_worker_exception_reaches_the_caller(many_threads):
     from minifcn.ops._threads import split_work
 
-    def fail(c0, c1):
-        raise RuntimeError(f"block {c0}:{c1}")
+    done = []
 
-    with pytest.raises(RuntimeError, match="block"):
+    def fail(c0, c1):  # the first block runs in the calling thread, the others in the pool
+        if c0 > 0:
+            raise RuntimeError(f"block {c0}:{c1}")
+        done.append((c0, c1))
+
+    with pytest.raises(RuntimeError, match="block [24]:[46]"):
         split_work(fail, 6, 1 << 30)
+    assert done == [(0, 2)]

@@ -55,9 +55,13 @@ def split_work(fn, count, nbytes, xp=np):
         fn(0, count)
         return
     global _pool
-    if _pool is None or _pool._max_workers < threads:
-        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="minifcn")
+    if _pool is None or _pool._max_workers < threads - 1:
+        _pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="minifcn")
     bounds = [count * k // threads for k in range(threads + 1)]
-    futures = [_pool.submit(fn, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    for future in futures:
-        future.result()  # re-raises a worker's exception here
+    # the first block runs here, in the calling thread, while the pool's threads run the rest
+    futures = [_pool.submit(fn, a, b) for a, b in zip(bounds[1:-1], bounds[2:])]
+    try:
+        fn(bounds[0], bounds[1])
+    finally:
+        for future in futures:
+            future.result()  # re-raises a worker's exception here

@@ -212,6 +212,12 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
     ``x`` (recomputing them costs far less than the GEMMs that use them), its share of the
     weight gradient is added up, and its input gradient is folded back by ``col2im`` onto
     the padded rows that the band read. Bands overlap by ``kh - sh`` rows, so the folds add.
+
+    With stride 1 the input gradient is itself a convolution (:func:`input_grad_as_conv`),
+    which is cheaper when the layer does not widen (``C_out <= C_in``): it unfolds the
+    ``C_out*kh*kw`` rows of ``dout`` instead of folding back ``C_in*kh*kw`` rows of
+    ``dcols``, and its product has ``C_out*kh*kw`` terms instead of ``C_out`` (measured in
+    docs/performance.md). Then the bands only make the weight gradient.
     """
     x, weight, has_bias, stride, padding = cache
     xp = get_array_module(dout)
@@ -219,26 +225,62 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
     _, c_in, h, w = x.shape
     (ph, pw), kernel = padding, weight.shape[2:]
     w2d = weight.reshape(c_out, -1)  # (C_out, C_in*kh*kw)
-    dweight = dx_pad = None
-    if input_grad:
+    dweight = dx = dx_pad = None
+    by_conv = input_grad and stride == (1, 1) and c_out <= c_in and ph < kernel[0] and pw < kernel[1]
+    if by_conv:
+        dx = input_grad_as_conv(dout, weight, padding)
+    elif input_grad:
         dx_pad = xp.zeros((n, c_in, h + 2 * ph, w + 2 * pw), dtype=dout.dtype)
-    for out_rows, in_rows, cols in column_bands(x, weight, stride, padding, unfold=weight_grad):
-        d = dout[:, :, out_rows].reshape(n, c_out, -1)  # (N, C_out, band_rows*W_out)
-        if weight_grad:
-            part = conv_weight_grad(d, cols)  # (C_out, C_in*kh*kw)
-            if dweight is None:
-                dweight = part  # keeps its memory order: no transposing copy per band
-            else:
-                dweight += part
-        if input_grad:
-            dcols = w2d.T @ d  # (N, C_in*kh*kw, band_rows*W_out)
-            band_shape = (n, c_in, in_rows.stop - in_rows.start, w + 2 * pw)
-            dx_pad[:, :, in_rows] += col2im(dcols, band_shape, kernel, stride, 0)
+    if weight_grad or dx_pad is not None:
+        for out_rows, in_rows, cols in column_bands(x, weight, stride, padding, unfold=weight_grad):
+            d = dout[:, :, out_rows].reshape(n, c_out, -1)  # (N, C_out, band_rows*W_out)
+            if weight_grad:
+                part = conv_weight_grad(d, cols)  # (C_out, C_in*kh*kw)
+                if dweight is None:
+                    dweight = part  # keeps its memory order: no transposing copy per band
+                else:
+                    dweight += part
+            if dx_pad is not None:
+                dcols = w2d.T @ d  # (N, C_in*kh*kw, band_rows*W_out)
+                band_shape = (n, c_in, in_rows.stop - in_rows.start, w + 2 * pw)
+                dx_pad[:, :, in_rows] += col2im(dcols, band_shape, kernel, stride, 0)
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
     if weight_grad:
         dweight = xp.ascontiguousarray(dweight).reshape(weight.shape)  # (C_out, C_in, kh, kw)
-    dx = dx_pad[:, :, ph:ph + h, pw:pw + w] if input_grad else None
+    if dx_pad is not None:
+        dx = dx_pad[:, :, ph:ph + h, pw:pw + w]
     return dx, dweight, dbias
+
+
+def input_grad_as_conv(dout, weight, padding):
+    """Input gradient of a stride-1 convolution, computed as a convolution of ``dout``.
+
+    Parameters
+    ----------
+    dout : array, shape (N, C_out, H_out, W_out)
+    weight : array, shape (C_out, C_in, kh, kw)
+    padding : (int, int)
+        The forward's padding ``(ph, pw)``, at most ``(kh - 1, kw - 1)``.
+
+    Returns
+    -------
+    dx : array, shape (N, C_in, H, W)
+
+    Notes
+    -----
+    ``out[y, x] = sum W[i, j] x_pad[y + i, x + j]``, so pixel ``x[y, x]`` received
+    ``W[i, j]`` from output ``(y + ph - i, x + pw - j)``. Its gradient is therefore
+    ``sum dout[y + ph - i, x + pw - j] W[i, j]``: a convolution of ``dout``, padded by
+    ``kh - 1 - ph`` (and ``kw - 1 - pw``) on each side, with the kernel rotated by 180
+    degrees and its input and output channels swapped. Its output is ``H_out + kh - 1 -
+    2*ph = H`` rows tall, as it must be.
+    """
+    kh, kw = weight.shape[2:]
+    xp = get_array_module(weight)
+    rotated = xp.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C_in, C_out, kh, kw)
+    dx, _ = conv2d_forward(dout, rotated, None, 1, (kh - 1 - padding[0], kw - 1 - padding[1]),
+                           name="conv2d_backward")
+    return dx
 
 
 def conv2d_naive(x, weight, bias=None, stride=1, padding=0):

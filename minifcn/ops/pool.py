@@ -4,16 +4,19 @@ FCN pools with ``ceil`` rounding: ``H_out = ceil((H + 2*padding - k) / stride) +
 last window may hang off the bottom/right edge; it pools only the pixels that exist. That is
 what keeps every FCN crop in bounds for every input size.
 
-Implementation: the input is padded with ``-inf`` (so padding and the overhang never win the
-max), then, as in im2col, each of the ``kh*kw`` kernel offsets is one strided slice. A running
-maximum over the offsets records which offset won (the argmax). Backward sends each output
-gradient to that winner, again one strided slice per offset.
+Implementation: as in im2col, each of the ``kh*kw`` kernel offsets is one strided slice of
+the input, and the output is their running maximum. Where windows reach into the padding the
+input is first placed on a ``-inf`` canvas (so the padding never wins); the ceil-mode overhang
+needs no canvas: an offset that hangs off the bottom or right simply covers fewer windows.
 
-Cost: the ``-inf`` canvas is built only when some window reaches past the image (padding, or a
-ceil-mode overhang); the argmax is kept as the offset index in the smallest integer type
-(``int8`` for every kernel up to 11x11), a quarter of a float32 map; and when the windows tile
-the canvas exactly (stride equal to the kernel, as in FCN) backward writes each offset's slice
-once instead of zero-filling and accumulating.
+The forward stores no argmax. The backward finds each window's winner again by comparing
+every offset's slice with the pooled output, offset by offset: the first offset that equals
+a window's maximum wins it, and later equal pixels of that window get nothing. The forward alone (evaluation, inference) is then a few
+``maximum`` passes, a quarter of the time of also tracking the argmax, and training pays the
+comparisons once, in the backward. The cache refers to the input and the output (no copies),
+so neither may be overwritten in place before the backward. When the windows tile the input
+exactly (stride equal to the kernel, as in FCN) backward writes each offset's slice once
+instead of zero-filling and accumulating.
 
 Tie rule: when several pixels of a window share the maximum, the first one in row-major
 window order (top-left first) wins and receives the whole gradient, as in Caffe and PyTorch.
@@ -42,21 +45,35 @@ def _geometry(x, kernel_size, stride, padding, ceil_mode, name):
     return kh, kw, sh, sw, ph, pw, out_h, out_w
 
 
-def _pad_neg_inf(x, ph, pw, full_h, full_w):
-    """Place ``x`` at (ph, pw) in a ``-inf`` canvas of at least ``full_h x full_w``; ``x``
-    itself when no padding is needed (a view, no copy)."""
+def _pad_neg_inf(x, ph, pw, out_h, out_w, sh, sw):
+    """``x`` itself when every window starts inside the image (no padding), else ``x`` at
+    (ph, pw) on a ``-inf`` canvas that holds every window's top-left pixel.
+
+    The bottom and right of the canvas stop there: the rest of a window that hangs off them
+    would be ``-inf`` anyway, so its offsets are simply not read (:func:`_offsets`).
+    """
     xp = get_array_module(x)
     n, c, h, w = x.shape
-    if ph == pw == 0 and full_h <= h and full_w <= w:
+    full_h, full_w = max(h + ph, (out_h - 1) * sh + 1), max(w + pw, (out_w - 1) * sw + 1)
+    if (full_h, full_w) == (h, w):
         return x
-    canvas = xp.full((n, c, max(full_h, h + ph), max(full_w, w + pw)), -xp.inf, dtype=x.dtype)
+    canvas = xp.full((n, c, full_h, full_w), -xp.inf, dtype=x.dtype)
     canvas[:, :, ph:ph + h, pw:pw + w] = x
     return canvas
 
 
-def _offset_dtype(xp, taps):
-    """The smallest integer type that numbers ``taps`` kernel offsets."""
-    return xp.int8 if taps <= 127 else xp.int16 if taps <= 32767 else xp.int32
+def _offsets(pad_shape, kernel, stride, out_shape):
+    """The kernel offsets ``(i, j)`` in row-major order, with the slice of the padded input
+    each one reads and how many windows (rows, columns) it reaches: all of them, except that
+    an offset hanging off the bottom or right of the image misses the last ones."""
+    (kh, kw), (sh, sw), (out_h, out_w) = kernel, stride, out_shape
+    for i in range(kh):
+        rows = min(out_h, -(-(pad_shape[2] - i) // sh))
+        for j in range(kw):
+            cols = min(out_w, -(-(pad_shape[3] - j) // sw))
+            if rows > 0 and cols > 0:
+                yield (slice(i, i + sh * (rows - 1) + 1, sh), slice(j, j + sw * (cols - 1) + 1, sw),
+                       rows, cols)
 
 
 def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False, name="max_pool2d"):
@@ -77,7 +94,8 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False, 
     -------
     out : array, shape (N, C, H_out, W_out)
     cache : tuple
-        Shapes, geometry and the argmax: the winning kernel offset of every window.
+        The (padded) input and ``out`` themselves, not copies, and the geometry; the
+        backward finds the winners from them.
 
     Notes
     -----
@@ -87,26 +105,44 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False, 
     check_input(x, name)
     kh, kw, sh, sw, ph, pw, out_h, out_w = _geometry(x, kernel_size, stride, padding, ceil_mode, name)
     xp = get_array_module(x)
-    x_pad = _pad_neg_inf(x, ph, pw, (out_h - 1) * sh + kh, (out_w - 1) * sw + kw)
+    x_pad = _pad_neg_inf(x, ph, pw, out_h, out_w, sh, sw)
     n, c = x.shape[:2]
     out = xp.empty((n, c, out_h, out_w), dtype=x.dtype)
-    argmax = xp.zeros((n, c, out_h, out_w), dtype=_offset_dtype(xp, kh * kw))
+    offsets = list(_offsets(x_pad.shape, (kh, kw), (sh, sw), (out_h, out_w)))
 
     def pool(c0, c1):  # channels c0:c1 (the channels are split among CPU threads)
-        best, won = out[:, c0:c1], argmax[:, c0:c1]
-        for k in range(kh * kw):
-            i, j = divmod(k, kw)
-            v = x_pad[:, c0:c1, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw]
-            if k == 0:
+        best = out[:, c0:c1]
+        for k, (rows, cols, r, s) in enumerate(offsets):
+            v = x_pad[:, c0:c1, rows, cols]  # (N, c1-c0, r, s): this offset of r*s windows
+            if k == 0:  # the top-left offset reaches every window
                 best[...] = v
-                continue
-            better = v > best  # strict: on a tie the earlier offset keeps the max
-            xp.maximum(best, v, out=best)
-            won[better] = k
+            else:
+                xp.maximum(best[:, :, :r, :s], v, out=best[:, :, :r, :s])
 
     split_work(pool, c, x.nbytes, xp)
-    cache = (x.shape, x_pad.shape, argmax, (kh, kw), (sh, sw), (ph, pw))
+    cache = (x.shape, x_pad, out, (kh, kw), (sh, sw), (ph, pw))
     return out, cache
+
+
+def _winners(x_pad, out, offsets, channels=slice(None)):
+    """Yield ``(rows, cols, windows, won)`` for every offset in row-major order: its slices of
+    the padded input, the windows it reaches (``[:, :, :r, :s]``), and the boolean map (N, C,
+    r, s) of the windows it wins: where its pixel equals the window's maximum and no earlier
+    offset won (the first of equal pixels wins, as in Caffe and PyTorch).
+
+    ``channels`` restricts everything to a block of channels; ``won`` is reused from one
+    offset to the next, so it is only valid until the next one.
+    """
+    xp = get_array_module(out)
+    best = out[:, channels]
+    open_ = xp.ones(best.shape, dtype=bool)  # windows whose winner is not found yet
+    won = xp.empty(best.shape, dtype=bool)
+    for rows, cols, r, s in offsets:
+        windows = (slice(None), slice(None), slice(r), slice(s))
+        xp.equal(x_pad[:, channels, rows, cols], best[windows], out=won[windows])
+        won[windows] &= open_[windows]
+        open_[windows] ^= won[windows]  # closed: they are won
+        yield rows, cols, windows, won[windows]
 
 
 def max_pool2d_backward(dout, cache):
@@ -119,24 +155,29 @@ def max_pool2d_backward(dout, cache):
     Returns
     -------
     dx : array, shape (N, C, H, W)
+
+    Notes
+    -----
+    The winners are found again from the cached input and output (:func:`_winners`), one
+    offset at a time, and each offset's slice of ``dx`` gets ``dout`` where it won.
     """
-    x_shape, pad_shape, argmax, (kh, kw), (sh, sw), (ph, pw) = cache
+    x_shape, x_pad, out, kernel, (sh, sw), (ph, pw) = cache
     xp = get_array_module(dout)
     out_h, out_w = dout.shape[2:]
-    # windows that tile the canvas (stride == kernel, no pixel left over) cover every pixel
-    # exactly once: each offset's slice is written whole, no zero-fill, no accumulation
-    tiled = (sh, sw) == (kh, kw) and pad_shape[2:] == (out_h * sh, out_w * sw)
-    dx_pad = (xp.empty if tiled else xp.zeros)(pad_shape, dtype=dout.dtype)
+    offsets = list(_offsets(x_pad.shape, kernel, (sh, sw), (out_h, out_w)))
+    # windows that tile the input (stride == kernel, every pixel in a window) cover every
+    # pixel exactly once: each offset's slice is written whole, no zero-fill, no accumulation
+    tiled = (sh, sw) == kernel and out_h * sh >= x_pad.shape[2] and out_w * sw >= x_pad.shape[3]
+    dx_pad = (xp.empty if tiled else xp.zeros)(x_pad.shape, dtype=dout.dtype)
 
     def route(c0, c1):  # channels c0:c1 (the channels are split among CPU threads)
-        for k in range(kh * kw):
-            i, j = divmod(k, kw)
-            window = dx_pad[:, c0:c1, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw]
-            routed = dout[:, c0:c1] * (argmax[:, c0:c1] == k)  # the gradient of the winners
+        d = dout[:, c0:c1]
+        for rows, cols, windows, won in _winners(x_pad, out, offsets, slice(c0, c1)):
+            dx = dx_pad[:, c0:c1, rows, cols]
             if tiled:
-                window[...] = routed
-            else:  # overlapping windows (stride < kernel) may share a winner: += accumulates
-                window += routed
+                xp.multiply(d[windows], won, out=dx)
+            else:  # overlapping windows (stride < kernel) may share a pixel: += accumulates
+                dx += d[windows] * won
 
     split_work(route, dout.shape[1], dx_pad.nbytes, xp)
     h, w = x_shape[2:]
@@ -150,16 +191,14 @@ def max_pool2d_pinned(x, cache):
 
     Returns an array of shape (N, C, H_out, W_out).
     """
-    x_shape, pad_shape, argmax, (kh, kw), (sh, sw), (ph, pw) = cache
+    _, x_pad, out, kernel, (sh, sw), (ph, pw) = cache
     xp = get_array_module(x)
-    out_h, out_w = argmax.shape[2:]
-    x_pad = _pad_neg_inf(x, ph, pw, pad_shape[2], pad_shape[3])
-    out = xp.zeros(argmax.shape, dtype=x.dtype)
-    for k in range(kh * kw):
-        i, j = divmod(k, kw)
-        v = x_pad[:, :, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw]
-        out = xp.where(argmax == k, v, out)
-    return out
+    out_h, out_w = out.shape[2:]
+    x_new = _pad_neg_inf(x, ph, pw, out_h, out_w, sh, sw)  # placed as the cached input was
+    pinned = xp.zeros(out.shape, dtype=x.dtype)
+    for rows, cols, windows, won in _winners(x_pad, out, _offsets(x_pad.shape, kernel, (sh, sw), (out_h, out_w))):
+        pinned[windows] = xp.where(won, x_new[:, :, rows, cols], pinned[windows])
+    return pinned
 
 
 def _window(h_or_w, o, k, s, p):

@@ -830,10 +830,12 @@ than `2 / size`, further apart than the finite-difference step.
 
 ## 5 · The fast op
 
-`max_pool2d_forward` pads with `-inf` (so padding and the overhang never win), then, as
-im2col does, takes one strided slice per kernel offset and keeps a running maximum and the
-offset that won it. The backward sends each gradient to that offset, again one slice per
-offset. Against the loops, on an odd geometry with padding and overlapping windows:
+`max_pool2d_forward` places the input on a `-inf` canvas when there is padding (so the
+padding never wins), then, as im2col does, takes one strided slice per kernel offset and keeps
+a running maximum. It remembers no winner: the backward finds them again, offset by offset in
+row-major order, where the slice equals the window's maximum and no earlier offset has already
+won that window, and sends each window's gradient there. Against the loops, on an odd geometry
+with padding and overlapping windows:
 
 # %%
 rng = np.random.default_rng(0)

@@ -78,13 +78,32 @@ def test_bands_tile_the_output_and_concatenate_to_im2col(geo, one_row_bands):
     kh = geo["kernel"][0]
     bands = list(column_bands(x, w, (sh, sw), (ph, pw)))
     whole = im2col(x, geo["kernel"], (sh, sw), (ph, pw))
-    np.testing.assert_array_equal(np.concatenate([c for _, _, c in bands], axis=2), whole)
-    rows = [r for out_rows, _, _ in bands for r in range(out_rows.start, out_rows.stop)]
     out_h = (geo["h"] + 2 * ph - kh) // sh + 1
+    out_w = whole.shape[2] // out_h
+    # the rows whose windows see the image: those with a nonzero column in an all-ones image
+    ones = im2col(np.ones_like(x), geo["kernel"], (sh, sw), (ph, pw)).reshape(x.shape[0], -1, out_h, out_w)
+    seen = [r for r in range(out_h) if ones[:, :, r].any()]
+    rows = [r for out_rows, _, _ in bands for r in range(out_rows.start, out_rows.stop)]
     if not conv_module.is_pointwise(w, (sh, sw), (ph, pw)):  # a 1x1 layer is one band
-        assert rows == list(range(out_h))  # each output row once, in order
+        assert rows == seen  # each of those rows once, in order, and no other
+        np.testing.assert_array_equal(np.concatenate([c for _, _, c in bands], axis=2),
+                                      whole[:, :, seen[0] * out_w:(seen[-1] + 1) * out_w])
+        assert not whole[:, :, :seen[0] * out_w].any() and not whole[:, :, (seen[-1] + 1) * out_w:].any()
         for out_rows, in_rows, _ in bands:  # the padded input rows that band reads
             assert (in_rows.start, in_rows.stop) == (out_rows.start * sh, (out_rows.stop - 1) * sh + kh)
+    else:
+        np.testing.assert_array_equal(bands[0][2], whole)
+
+
+def test_a_convolution_whose_windows_all_miss_the_image(rng):
+    # stride 10 over a 1-row image padded by 5: both output rows read padding only
+    x, w, b = rng.standard_normal((2, 3, 1, 4)), rng.standard_normal((2, 3, 1, 1)), rng.standard_normal(2)
+    out, cache = conv2d_forward(x, w, b, (10, 1), (5, 0))
+    np.testing.assert_array_equal(out, conv2d_naive(x, w, b, (10, 1), (5, 0)))
+    assert out.shape == (2, 2, 2, 4) and np.all(out == b[None, :, None, None])
+    dout = rng.standard_normal(out.shape)
+    for got, ref in zip(conv2d_backward(dout, cache), conv2d_backward_naive(dout, x, w, (10, 1), (5, 0))):
+        np.testing.assert_allclose(got, ref, atol=1e-12)
 
 
 def test_the_cache_keeps_the_input_not_its_columns(rng):

@@ -72,6 +72,18 @@ def band_rows(n, k, out_h, out_w, weight_bytes, itemsize):
     return max(1, min(out_h, rows))
 
 
+def image_rows(h, kh, sh, ph, out_h):
+    """The output rows ``[first, last)`` whose windows read at least one row of the image.
+
+    The others lie wholly in the zero padding: their outputs are the bias alone, and they
+    add nothing to either gradient. FCN's ``conv1_1`` pads by 100, so at 500x500 196 of its
+    698 output rows are such rows (134 of 232 in the demo's narrow net, padded by 69).
+    """
+    first = max(0, (ph - kh) // sh + 1)  # window oh reads padded rows [oh*sh, oh*sh + kh)
+    last = min(out_h, (ph + h - 1) // sh + 1)  # and the image is padded rows [ph, ph + h)
+    return first, max(first, last)
+
+
 def column_bands(x, weight, stride, padding, unfold=True):
     """im2col of ``x``, one band of output rows at a time.
 
@@ -82,8 +94,9 @@ def column_bands(x, weight, stride, padding, unfold=True):
     (``None`` with ``unfold=False``, for a caller that needs only the geometry).
 
     Only the band's rows are ever padded and unfolded, so no column buffer (nor padded
-    copy) of the whole image exists: 1.1 GB for ``conv1_2`` at 500x500 if it did. A 1x1
-    kernel with stride 1 and no padding yields one band whose columns are ``x`` itself.
+    copy) of the whole image exists: 1.1 GB for ``conv1_2`` at 500x500 if it did. Only the
+    rows of :func:`image_rows` are visited: the rest read nothing but zeros. A 1x1 kernel
+    with stride 1 and no padding yields one band whose columns are ``x`` itself.
     """
     xp = get_array_module(x)
     n, c_in, h, w = x.shape
@@ -94,15 +107,15 @@ def column_bands(x, weight, stride, padding, unfold=True):
         yield slice(0, h), slice(0, h), x.reshape(n, c_in, h * w)  # the pixels are the columns
         return
     rows = band_rows(n, c_in * kh * kw, out_h, out_w, weight.nbytes, x.dtype.itemsize)
-    for r0 in range(0, out_h, rows):
-        r1 = min(r0 + rows, out_h)
+    first, last = image_rows(h, kh, sh, ph, out_h)
+    for r0 in range(first, last, rows):
+        r1 = min(r0 + rows, last)
         top, bottom = r0 * sh, (r1 - 1) * sh + kh  # padded rows [top, bottom) are read
         if not unfold:
             yield slice(r0, r1), slice(top, bottom), None
             continue
-        lo = min(max(top, ph), bottom)  # the image's own rows among them, in padded
-        hi = max(min(bottom, ph + h), lo)  # coordinates: [lo, hi), empty in the padding
-        band = x[:, :, lo - ph:hi - ph] if hi > lo else x[:, :, :0]
+        lo, hi = max(top, ph), min(bottom, ph + h)  # the image's own rows among them, [lo, hi)
+        band = x[:, :, lo - ph:hi - ph]
         pad_top, pad_bottom = lo - top, bottom - hi
         if pad_top or pad_bottom or pw:
             band = xp.pad(band, ((0, 0), (0, 0), (pad_top, pad_bottom), (pw, pw)))
@@ -174,6 +187,9 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d"):
     n, c_out = x.shape[0], weight.shape[0]
     w2d = weight.reshape(c_out, -1)  # (C_out, C_in*kh*kw)
     out = xp.empty((n, c_out, out_h, out_w), dtype=x.dtype)
+    first, last = image_rows(x.shape[2], kh, sh, ph, out_h)
+    out[:, :, :first] = 0  # rows that see only padding (the bands skip them)
+    out[:, :, last:] = 0
     for out_rows, _, cols in column_bands(x, weight, (sh, sw), (ph, pw)):
         if n == 1:  # the product lands in the output's rows directly, no copy
             xp.matmul(w2d, cols[0], out=out[0, :, out_rows].reshape(c_out, -1))
@@ -245,7 +261,9 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
                 band_shape = (n, c_in, in_rows.stop - in_rows.start, w + 2 * pw)
                 dx_pad[:, :, in_rows] += col2im(dcols, band_shape, kernel, stride, 0)
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
-    if weight_grad:
+    if weight_grad and dweight is None:  # no output row saw the image
+        dweight = xp.zeros_like(weight)
+    elif weight_grad:
         dweight = xp.ascontiguousarray(dweight).reshape(weight.shape)  # (C_out, C_in, kh, kw)
     if dx_pad is not None:
         dx = dx_pad[:, :, ph:ph + h, pw:pw + w]

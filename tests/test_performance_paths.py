@@ -127,7 +127,7 @@ def test_band_height_follows_the_chunk_and_the_weight():
     assert band_rows(1, 10**9, 5, 5, 4, 4) == 1  # at least one row
 
 
-# stride 1, C_out <= C_in: the input gradient is a convolution of dout (input_grad_as_conv)
+# stride 1, C_out <= C_in: both gradients from one unfolding of dout (stride1_backward)
 FLIPPED = [
     dict(n=2, c_in=3, c_out=3, h=7, w=5, kernel=(3, 3), stride=(1, 1), padding=(1, 1)),
     dict(n=1, c_in=4, c_out=2, h=6, w=9, kernel=(3, 2), stride=(1, 1), padding=(2, 0)),
@@ -138,7 +138,7 @@ FLIPPED = [
 
 
 @pytest.mark.parametrize("geo", FLIPPED, ids=str)
-def test_input_grad_as_a_convolution_matches_the_loop_twin(geo, monkeypatch):
+def test_gradients_from_dout_columns_match_the_loop_twin(geo, monkeypatch):
     def no_fold(*args, **kwargs):
         raise AssertionError("col2im was used")
 
@@ -147,14 +147,15 @@ def test_input_grad_as_a_convolution_matches_the_loop_twin(geo, monkeypatch):
     (_, dx, dw, db), dout = _run(geo, x, w, b)
     for got, ref in zip((dx, dw, db), conv2d_backward_naive(dout, x, w, geo["stride"], geo["padding"])):
         np.testing.assert_allclose(got, ref, atol=1e-12)
-    # and the pure function, on its own
-    dx_alone = conv_module.input_grad_as_conv(dout, w, geo["padding"])
+    # a frozen weight: the input gradient alone
+    dx_alone, none = conv_module.stride1_backward(dout, x, w, geo["padding"], weight_grad=False)
     np.testing.assert_allclose(dx_alone, dx, atol=1e-12)
+    assert none is None
 
 
 def test_widening_or_strided_layers_keep_col2im(monkeypatch):
     calls = []
-    monkeypatch.setattr(conv_module, "input_grad_as_conv", lambda *a: calls.append(a))
+    monkeypatch.setattr(conv_module, "stride1_backward", lambda *a: calls.append(a))
     for geo in (dict(n=1, c_in=2, c_out=3, h=5, w=5, kernel=(3, 3), stride=(1, 1), padding=(1, 1)),
                 dict(n=1, c_in=3, c_out=2, h=7, w=7, kernel=(3, 3), stride=(2, 1), padding=(1, 1)),
                 dict(n=1, c_in=3, c_out=2, h=7, w=7, kernel=(3, 3), stride=(1, 1), padding=(3, 0))):

@@ -155,6 +155,23 @@ def conv_weight_grad(dout, cols):
     return dweight
 
 
+def _zero_unseen_rows(out, seen):
+    """Zero the rows of ``out`` (N, C, H_out, W_out) outside ``seen = (first, last)``: the
+    rows that read only padding, which the bands skip."""
+    first, last = seen
+    out[:, :, :first] = 0
+    out[:, :, last:] = 0
+
+
+def _multiply_into(out, out_rows, w2d, cols):
+    """``out[:, :, out_rows] = w2d @ cols``: (C_out, K) @ (N, K, band_rows*W_out)."""
+    n, c_out, _, out_w = out.shape
+    if n == 1:  # the product lands in the output's rows directly, no copy
+        get_array_module(out).matmul(w2d, cols[0], out=out[0, :, out_rows].reshape(c_out, -1))
+    else:  # one batched product (N small GEMMs in one call), then a copy
+        out[:, :, out_rows] = (w2d @ cols).reshape(n, c_out, -1, out_w)
+
+
 def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d"):
     """Convolve ``x`` with ``weight`` and add ``bias``.
 
@@ -187,14 +204,9 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d"):
     n, c_out = x.shape[0], weight.shape[0]
     w2d = weight.reshape(c_out, -1)  # (C_out, C_in*kh*kw)
     out = xp.empty((n, c_out, out_h, out_w), dtype=x.dtype)
-    first, last = image_rows(x.shape[2], kh, sh, ph, out_h)
-    out[:, :, :first] = 0  # rows that see only padding (the bands skip them)
-    out[:, :, last:] = 0
+    _zero_unseen_rows(out, image_rows(x.shape[2], kh, sh, ph, out_h))
     for out_rows, _, cols in column_bands(x, weight, (sh, sw), (ph, pw)):
-        if n == 1:  # the product lands in the output's rows directly, no copy
-            xp.matmul(w2d, cols[0], out=out[0, :, out_rows].reshape(c_out, -1))
-        else:  # one batched product (N small GEMMs in one call), then a copy
-            out[:, :, out_rows] = (w2d @ cols).reshape(n, c_out, -1, out_w)
+        _multiply_into(out, out_rows, w2d, cols)
     if bias is not None:
         def add_bias(c0, c1):  # channels c0:c1 (split among CPU threads)
             out[:, c0:c1] += bias[c0:c1, None, None]
@@ -229,76 +241,100 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
     weight gradient is added up, and its input gradient is folded back by ``col2im`` onto
     the padded rows that the band read. Bands overlap by ``kh - sh`` rows, so the folds add.
 
-    With stride 1 the input gradient is itself a convolution (:func:`input_grad_as_conv`),
-    which is cheaper when the layer does not widen (``C_out <= C_in``): it unfolds the
-    ``C_out*kh*kw`` rows of ``dout`` instead of folding back ``C_in*kh*kw`` rows of
-    ``dcols``, and its product has ``C_out*kh*kw`` terms instead of ``C_out`` (measured in
-    docs/performance.md). Then the bands only make the weight gradient.
+    A stride-1 layer that does not widen (``C_out <= C_in``, FCN's 3x3 layers but the
+    first of each block) takes another route to the same sums: both gradients from one
+    unfolding of ``dout`` (:func:`stride1_backward`), which is cheaper than unfolding ``x``
+    and folding back ``dcols`` (docs/performance.md).
     """
     x, weight, has_bias, stride, padding = cache
     xp = get_array_module(dout)
     n, c_out = dout.shape[:2]
     _, c_in, h, w = x.shape
     (ph, pw), kernel = padding, weight.shape[2:]
-    w2d = weight.reshape(c_out, -1)  # (C_out, C_in*kh*kw)
-    dweight = dx = dx_pad = None
-    by_conv = input_grad and stride == (1, 1) and c_out <= c_in and ph < kernel[0] and pw < kernel[1]
-    if by_conv:
-        dx = input_grad_as_conv(dout, weight, padding)
-    elif input_grad:
-        dx_pad = xp.zeros((n, c_in, h + 2 * ph, w + 2 * pw), dtype=dout.dtype)
-    if weight_grad or dx_pad is not None:
-        for out_rows, in_rows, cols in column_bands(x, weight, stride, padding, unfold=weight_grad):
-            d = dout[:, :, out_rows].reshape(n, c_out, -1)  # (N, C_out, band_rows*W_out)
-            if weight_grad:
-                part = conv_weight_grad(d, cols)  # (C_out, C_in*kh*kw)
-                if dweight is None:
-                    dweight = part  # keeps its memory order: no transposing copy per band
-                else:
-                    dweight += part
-            if dx_pad is not None:
-                dcols = w2d.T @ d  # (N, C_in*kh*kw, band_rows*W_out)
-                band_shape = (n, c_in, in_rows.stop - in_rows.start, w + 2 * pw)
-                dx_pad[:, :, in_rows] += col2im(dcols, band_shape, kernel, stride, 0)
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
+    if input_grad and stride == (1, 1) and c_out <= c_in and ph < kernel[0] and pw < kernel[1]:
+        return stride1_backward(dout, x, weight, padding, weight_grad) + (dbias,)
+    w2d = weight.reshape(c_out, -1)  # (C_out, C_in*kh*kw)
+    dweight = dx_pad = None
+    if input_grad:
+        dx_pad = xp.zeros((n, c_in, h + 2 * ph, w + 2 * pw), dtype=dout.dtype)
+    for out_rows, in_rows, cols in column_bands(x, weight, stride, padding, unfold=weight_grad):
+        d = dout[:, :, out_rows].reshape(n, c_out, -1)  # (N, C_out, band_rows*W_out)
+        if weight_grad:
+            part = conv_weight_grad(d, cols)  # (C_out, C_in*kh*kw)
+            if dweight is None:
+                dweight = part  # keeps its memory order: no transposing copy per band
+            else:
+                dweight += part
+        if input_grad:
+            dcols = w2d.T @ d  # (N, C_in*kh*kw, band_rows*W_out)
+            band_shape = (n, c_in, in_rows.stop - in_rows.start, w + 2 * pw)
+            dx_pad[:, :, in_rows] += col2im(dcols, band_shape, kernel, stride, 0)
     if weight_grad and dweight is None:  # no output row saw the image
         dweight = xp.zeros_like(weight)
     elif weight_grad:
         dweight = xp.ascontiguousarray(dweight).reshape(weight.shape)  # (C_out, C_in, kh, kw)
-    if dx_pad is not None:
-        dx = dx_pad[:, :, ph:ph + h, pw:pw + w]
+    dx = dx_pad[:, :, ph:ph + h, pw:pw + w] if input_grad else None
     return dx, dweight, dbias
 
 
-def input_grad_as_conv(dout, weight, padding):
-    """Input gradient of a stride-1 convolution, computed as a convolution of ``dout``.
+def stride1_backward(dout, x, weight, padding, weight_grad=True):
+    """Both gradients of a stride-1 convolution from one unfolding of ``dout``.
 
     Parameters
     ----------
     dout : array, shape (N, C_out, H_out, W_out)
+    x : array, shape (N, C_in, H, W)
+        The forward's input.
     weight : array, shape (C_out, C_in, kh, kw)
     padding : (int, int)
         The forward's padding ``(ph, pw)``, at most ``(kh - 1, kw - 1)``.
+    weight_grad : bool
+        ``False`` returns ``None`` for the weight gradient.
 
     Returns
     -------
     dx : array, shape (N, C_in, H, W)
+    dweight : array, shape (C_out, C_in, kh, kw), or None
 
     Notes
     -----
-    ``out[y, x] = sum W[i, j] x_pad[y + i, x + j]``, so pixel ``x[y, x]`` received
-    ``W[i, j]`` from output ``(y + ph - i, x + pw - j)``. Its gradient is therefore
-    ``sum dout[y + ph - i, x + pw - j] W[i, j]``: a convolution of ``dout``, padded by
-    ``kh - 1 - ph`` (and ``kw - 1 - pw``) on each side, with the kernel rotated by 180
-    degrees and its input and output channels swapped. Its output is ``H_out + kh - 1 -
-    2*ph = H`` rows tall, as it must be.
+    ``out[y, x] = sum W[i, j] x_pad[y + i, x + j]`` (channels left out), so pixel ``x[y, x]``
+    met ``W[i, j]`` in output ``(y + ph - i, x + pw - j)``. Two sums follow:
+
+    - ``dx[y, x] = sum dout[y + ph - i, x + pw - j] W[i, j]``: a convolution of ``dout``,
+      padded by ``kh - 1 - ph`` (and ``kw - 1 - pw``), with the kernel rotated by 180 degrees
+      and its input and output channels swapped. It is ``H_out + kh - 1 - 2*ph = H`` rows
+      tall, as it must be.
+    - ``dW[i, j] = sum x[y, x] dout[y + ph - i, x + pw - j]``: the columns of that same
+      unfolding of ``dout``, multiplied by ``x`` itself (and rotated back).
+
+    So ``cols = im2col(dout)`` (``C_out*kh*kw`` rows, one column per input pixel) gives
+    ``dx = rotated2d @ cols`` and ``dW`` from ``x @ cols.T``, band by band as in the forward.
     """
-    kh, kw = weight.shape[2:]
-    xp = get_array_module(weight)
+    xp = get_array_module(dout)
+    n, c_in, h, w = x.shape
+    c_out, _, kh, kw = weight.shape
     rotated = xp.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C_in, C_out, kh, kw)
-    dx, _ = conv2d_forward(dout, rotated, None, 1, (kh - 1 - padding[0], kw - 1 - padding[1]),
-                           name="conv2d_backward")
-    return dx
+    r2d = rotated.reshape(c_in, -1)  # (C_in, C_out*kh*kw)
+    dout_padding = (kh - 1 - padding[0], kw - 1 - padding[1])
+    dx = xp.empty((n, c_in, h, w), dtype=dout.dtype)
+    _zero_unseen_rows(dx, image_rows(dout.shape[2], kh, 1, dout_padding[0], h))
+    grad = None  # (C_in, C_out*kh*kw): the weight gradient, rotated
+    for rows, _, cols in column_bands(dout, rotated, (1, 1), dout_padding):
+        _multiply_into(dx, rows, r2d, cols)  # cols: (N, C_out*kh*kw, band_rows*W)
+        if weight_grad:
+            part = conv_weight_grad(x[:, :, rows].reshape(n, c_in, -1), cols)
+            if grad is None:
+                grad = part
+            else:
+                grad += part
+    if not weight_grad:
+        return dx, None
+    if grad is None:  # no row of dx saw dout
+        return dx, xp.zeros_like(weight)
+    grad = xp.ascontiguousarray(grad).reshape(c_in, c_out, kh, kw)
+    return dx, xp.ascontiguousarray(grad[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
 
 
 def conv2d_naive(x, weight, bias=None, stride=1, padding=0):

@@ -320,8 +320,7 @@ def stride1_backward(dout, x, weight, padding, weight_grad=True):
     rotated = xp.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C_in, C_out, kh, kw)
     r2d = rotated.reshape(c_in, -1)  # (C_in, C_out*kh*kw)
     dout_padding = (kh - 1 - padding[0], kw - 1 - padding[1])
-    dx = xp.empty((n, c_in, h, w), dtype=dout.dtype)
-    _zero_unseen_rows(dx, image_rows(dout.shape[2], kh, 1, dout_padding[0], h))
+    dx = xp.empty((n, c_in, h, w), dtype=dout.dtype)  # every row is written: padding < kernel
     grad = None  # (C_in, C_out*kh*kw): the weight gradient, rotated
     for rows, _, cols in column_bands(dout, rotated, (1, 1), dout_padding):
         _multiply_into(dx, rows, r2d, cols)  # cols: (N, C_out*kh*kw, band_rows*W)
@@ -333,8 +332,6 @@ def stride1_backward(dout, x, weight, padding, weight_grad=True):
                 grad += part
     if not weight_grad:
         return dx, None
-    if grad is None:  # no row of dx saw dout
-        return dx, xp.zeros_like(weight)
     grad = xp.ascontiguousarray(grad).reshape(c_in, c_out, kh, kw)
     return dx, xp.ascontiguousarray(grad[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
 

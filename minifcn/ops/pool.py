@@ -1,4 +1,4 @@
-"""Max-pooling with Caffe's ceil rounding, and its argmax-routed backward.
+"""Max-pooling with Caffe's ceil rounding, and its backward to each window's winner.
 
 FCN pools with ``ceil`` rounding: ``H_out = ceil((H + 2*padding - k) / stride) + 1``, so the
 last window may hang off the bottom/right edge; it pools only the pixels that exist. That is
@@ -10,13 +10,13 @@ input is first placed on a ``-inf`` canvas (so the padding never wins); the ceil
 needs no canvas: an offset that hangs off the bottom or right simply covers fewer windows.
 
 The forward stores no argmax. The backward finds each window's winner again by comparing
-every offset's slice with the pooled output, offset by offset: the first offset that equals
-a window's maximum wins it, and later equal pixels of that window get nothing. The forward alone (evaluation, inference) is then a few
-``maximum`` passes, a quarter of the time of also tracking the argmax, and training pays the
-comparisons once, in the backward. The cache refers to the input and the output (no copies),
-so neither may be overwritten in place before the backward. When the windows tile the input
-exactly (stride equal to the kernel, as in FCN) backward writes each offset's slice once
-instead of zero-filling and accumulating.
+every offset's slice with the pooled output, offset by offset: the first offset that equals a
+window's maximum wins it, and later equal pixels of that window get nothing. The forward alone
+(evaluation, inference) is then a few ``maximum`` passes, a quarter of the time of also
+tracking the argmax, and training pays the comparisons once, in the backward. The cache refers
+to the input and the output (no copies), so neither may be overwritten in place before the
+backward. When the windows tile the input exactly (stride equal to the kernel, as in FCN)
+backward writes each offset's slice once instead of zero-filling and accumulating.
 
 Tie rule: when several pixels of a window share the maximum, the first one in row-major
 window order (top-left first) wins and receives the whole gradient, as in Caffe and PyTorch.
@@ -196,7 +196,8 @@ def max_pool2d_pinned(x, cache):
     out_h, out_w = out.shape[2:]
     x_new = _pad_neg_inf(x, ph, pw, out_h, out_w, sh, sw)  # placed as the cached input was
     pinned = xp.zeros(out.shape, dtype=x.dtype)
-    for rows, cols, windows, won in _winners(x_pad, out, _offsets(x_pad.shape, kernel, (sh, sw), (out_h, out_w))):
+    offsets = _offsets(x_pad.shape, kernel, (sh, sw), (out_h, out_w))
+    for rows, cols, windows, won in _winners(x_pad, out, offsets):
         pinned[windows] = xp.where(won, x_new[:, :, rows, cols], pinned[windows])
     return pinned
 

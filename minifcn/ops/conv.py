@@ -280,6 +280,17 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
     return dx, dweight, dbias
 
 
+def rotated_kernel(weight):
+    """The kernel rotated by 180 degrees with its two channel axes swapped, contiguous.
+
+    ``(A, B, kh, kw) -> (B, A, kh, kw)``. Running a stride-1 convolution backwards is a
+    convolution with this weight (:func:`stride1_backward`), and so is a transposed
+    convolution (:mod:`minifcn.ops.conv_matrix`). Applied twice it gives ``weight`` back.
+    """
+    xp = get_array_module(weight)
+    return xp.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+
+
 def stride1_backward(dout, x, weight, padding, weight_grad=True):
     """Both gradients of a stride-1 convolution from one unfolding of ``dout``.
 
@@ -317,7 +328,7 @@ def stride1_backward(dout, x, weight, padding, weight_grad=True):
     xp = get_array_module(dout)
     n, c_in, h, w = x.shape
     c_out, _, kh, kw = weight.shape
-    rotated = xp.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C_in, C_out, kh, kw)
+    rotated = rotated_kernel(weight)  # (C_in, C_out, kh, kw)
     r2d = rotated.reshape(c_in, -1)  # (C_in, C_out*kh*kw)
     dout_padding = (kh - 1 - padding[0], kw - 1 - padding[1])
     dx = xp.empty((n, c_in, h, w), dtype=dout.dtype)  # every row is written: padding < kernel
@@ -332,8 +343,7 @@ def stride1_backward(dout, x, weight, padding, weight_grad=True):
                 grad += part
     if not weight_grad:
         return dx, None
-    grad = xp.ascontiguousarray(grad).reshape(c_in, c_out, kh, kw)
-    return dx, xp.ascontiguousarray(grad[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    return dx, rotated_kernel(grad.reshape(c_in, c_out, kh, kw))  # rotated back
 
 
 def conv2d_naive(x, weight, bias=None, stride=1, padding=0):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._util import conv_output_size, pair, transposed_output_size
+from .conv import rotated_kernel
 
 
 def conv_matrix(weight, input_hw, stride=1, padding=0):
@@ -151,7 +152,7 @@ def conv_transpose2d_zero_insertion(x, weight, stride=1, padding=0, output_paddi
     kh, kw = weight.shape[2:]
     z = zero_insert(x, (kh, kw), stride, padding, output_padding)  # (N, C_in, H_z, W_z)
     # the flipped kernel with its channel axes swapped: a (C_out, C_in, kh, kw) conv weight
-    flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C_out, C_in, kh, kw)
+    flipped = rotated_kernel(weight)  # (C_out, C_in, kh, kw)
     out_h, out_w = z.shape[2] - kh + 1, z.shape[3] - kw + 1
     out = np.zeros((z.shape[0], flipped.shape[0], out_h, out_w), dtype=z.dtype)
     for a in range(kh):

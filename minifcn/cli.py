@@ -15,6 +15,9 @@ from .backend import DeviceError, keep_freed_memory, resolve_device
 def _cmd_gradcheck(args):
     from .gradcheck_report import format_table, run_gradcheck
 
+    if args.device == "gpu":  # central differences in float64 are a CPU job
+        print("minifcn gradcheck: runs on the CPU in float64 whatever the device; the CuPy "
+              "paths are checked against NumPy by tests/test_cupy.py", file=sys.stderr)
     extra = []
     if args.models:
         from .models.gradcheck_cases import model_cases

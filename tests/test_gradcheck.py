@@ -42,6 +42,19 @@ def test_cli_gradcheck_table_passes(capsys):
     assert "FAIL" not in out and "configurations pass" in out
 
 
+def test_cli_gradcheck_says_it_runs_on_the_cpu_when_asked_for_the_gpu(monkeypatch, capsys):
+    from minifcn import cli
+
+    from minifcn import gradcheck_report
+
+    monkeypatch.setattr(cli, "resolve_device", lambda device: "gpu")  # as on a GPU machine
+    first_row = gradcheck_report.cases()[:1]
+    monkeypatch.setattr(gradcheck_report, "cases", lambda: first_row)
+    assert cli.main(["--device", "gpu", "gradcheck", "--no-models"]) == 0
+    captured = capsys.readouterr()
+    assert "runs on the CPU" in captured.err and "configurations pass" in captured.out
+
+
 def test_cli_gradcheck_fails_on_a_broken_backward(monkeypatch, capsys):
     from minifcn import ops
     from minifcn import gradcheck_report

@@ -95,6 +95,32 @@ def test_bands_tile_the_output_and_concatenate_to_im2col(geo, one_row_bands):
         np.testing.assert_array_equal(bands[0][2], whole)
 
 
+@pytest.mark.parametrize("geo", GEOMETRIES[:6] + GEOMETRIES[-4:], ids=str)
+def test_reused_bands_hold_the_same_columns_until_the_next_band(geo, one_row_bands):
+    x, w, _ = _arrays(geo, np.float64)
+    args = (x, w, geo["stride"], geo["padding"])
+    kept = list(column_bands(*args))
+    reused = [(r, i, c.copy(), c) for r, i, c in column_bands(*args, reuse=True)]
+    assert len(reused) == len(kept)
+    for (rows, in_rows, cols), (rows_r, in_rows_r, copied, _) in zip(kept, reused):
+        assert (rows, in_rows) == (rows_r, in_rows_r)
+        np.testing.assert_array_equal(copied, cols)
+    if len(reused) > 1 and not conv_module.is_pointwise(w, geo["stride"], geo["padding"]):
+        assert np.shares_memory(reused[0][3], reused[-1][3])  # one buffer for every band
+
+
+def test_im2col_writes_into_out_and_names_a_wrong_buffer(rng):
+    x = rng.standard_normal((2, 3, 5, 4))
+    out = np.empty((2, 27, 20))
+    cols = im2col(x, 3, 1, 1, out=out)
+    assert np.shares_memory(cols, out)
+    np.testing.assert_array_equal(out, im2col(x, 3, 1, 1))
+    with pytest.raises(ValueError, match=r"shape \(2, 27, 20\), found float64 \(2, 27, 19\)"):
+        im2col(x, 3, 1, 1, out=np.empty((2, 27, 19)))
+    with pytest.raises(ValueError, match="float32"):
+        im2col(x, 3, 1, 1, out=np.empty((2, 27, 20), dtype=np.float32))
+
+
 def test_a_convolution_whose_windows_all_miss_the_image(rng):
     # stride 10 over a 1-row image padded by 5: both output rows read padding only
     x, w, b = rng.standard_normal((2, 3, 1, 4)), rng.standard_normal((2, 3, 1, 1)), rng.standard_normal(2)

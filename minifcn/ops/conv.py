@@ -84,7 +84,7 @@ def image_rows(h, kh, sh, ph, out_h):
     return first, max(first, last)
 
 
-def column_bands(x, weight, stride, padding, unfold=True):
+def column_bands(x, weight, stride, padding, unfold=True, reuse=False):
     """im2col of ``x``, one band of output rows at a time.
 
     Yields ``(out_rows, in_rows, cols)``: a slice of the output rows, the slice of the
@@ -97,6 +97,11 @@ def column_bands(x, weight, stride, padding, unfold=True):
     copy) of the whole image exists: 1.1 GB for ``conv1_2`` at 500x500 if it did. Only the
     rows of :func:`image_rows` are visited: the rest read nothing but zeros. A 1x1 kernel
     with stride 1 and no padding yields one band whose columns are ``x`` itself.
+
+    With ``reuse=True`` every band is unfolded into the same buffer, so a band's columns
+    are valid only until the next band is asked for: what the convolutions do (use them,
+    then move on), and one allocation per call instead of one per band. Keeping the bands
+    (``list(column_bands(...))``) needs the default, ``reuse=False``.
     """
     xp = get_array_module(x)
     n, c_in, h, w = x.shape
@@ -108,6 +113,7 @@ def column_bands(x, weight, stride, padding, unfold=True):
         return
     rows = band_rows(n, c_in * kh * kw, out_h, out_w, weight.nbytes, x.dtype.itemsize)
     first, last = image_rows(h, kh, sh, ph, out_h)
+    canvas = buffer = None  # buffer, with reuse: the first (largest) band's columns, for all
     for r0 in range(first, last, rows):
         r1 = min(r0 + rows, last)
         top, bottom = r0 * sh, (r1 - 1) * sh + kh  # padded rows [top, bottom) are read
@@ -118,10 +124,20 @@ def column_bands(x, weight, stride, padding, unfold=True):
         band = x[:, :, lo - ph:hi - ph]
         pad_top, pad_bottom = lo - top, bottom - hi
         if pad_top or pad_bottom or pw:  # the band on zeros (as xp.pad, without its overhead)
-            padded = xp.zeros((n, c_in, bottom - top, w + 2 * pw), dtype=x.dtype)
+            if canvas is None:  # one zero canvas for every band: its side columns stay zero
+                canvas = xp.zeros((n, c_in, (rows - 1) * sh + kh, w + 2 * pw), dtype=x.dtype)
+            padded = canvas[:, :, :bottom - top]
+            padded[:, :, :pad_top] = 0  # rows that an earlier band may have filled
+            padded[:, :, pad_top + hi - lo:] = 0
             padded[:, :, pad_top:pad_top + hi - lo, pw:pw + w] = band
             band = padded
-        yield slice(r0, r1), slice(top, bottom), im2col(band, (kh, kw), stride, 0)
+        cols = None
+        if reuse:
+            shape = (n, c_in * kh * kw, (r1 - r0) * out_w)
+            if buffer is None:
+                buffer = xp.empty(shape, dtype=x.dtype).ravel()
+            cols = buffer[:shape[0] * shape[1] * shape[2]].reshape(shape)
+        yield slice(r0, r1), slice(top, bottom), im2col(band, (kh, kw), stride, 0, out=cols)
 
 
 def conv_weight_grad(dout, cols):
@@ -207,7 +223,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d"):
     w2d = weight.reshape(c_out, -1)  # (C_out, C_in*kh*kw)
     out = xp.empty((n, c_out, out_h, out_w), dtype=x.dtype)
     _zero_unseen_rows(out, image_rows(x.shape[2], kh, sh, ph, out_h))
-    for out_rows, _, cols in column_bands(x, weight, (sh, sw), (ph, pw)):
+    for out_rows, _, cols in column_bands(x, weight, (sh, sw), (ph, pw), reuse=True):
         _multiply_into(out, out_rows, w2d, cols)
     if bias is not None:
         def add_bias(c0, c1):  # channels c0:c1 (split among CPU threads)
@@ -260,7 +276,8 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
     dweight = dx_pad = None
     if input_grad:
         dx_pad = xp.zeros((n, c_in, h + 2 * ph, w + 2 * pw), dtype=dout.dtype)
-    for out_rows, in_rows, cols in column_bands(x, weight, stride, padding, unfold=weight_grad):
+    bands = column_bands(x, weight, stride, padding, unfold=weight_grad, reuse=True)
+    for out_rows, in_rows, cols in bands:
         d = dout[:, :, out_rows].reshape(n, c_out, -1)  # (N, C_out, band_rows*W_out)
         if weight_grad:
             part = conv_weight_grad(d, cols)  # (C_out, C_in*kh*kw)
@@ -333,7 +350,7 @@ def stride1_backward(dout, x, weight, padding, weight_grad=True):
     dout_padding = (kh - 1 - padding[0], kw - 1 - padding[1])
     dx = xp.empty((n, c_in, h, w), dtype=dout.dtype)  # every row is written: padding < kernel
     grad = None  # (C_in, C_out*kh*kw): the weight gradient, rotated
-    for rows, _, cols in column_bands(dout, rotated, (1, 1), dout_padding):
+    for rows, _, cols in column_bands(dout, rotated, (1, 1), dout_padding, reuse=True):
         _multiply_into(dx, rows, r2d, cols)  # cols: (N, C_out*kh*kw, band_rows*W)
         if weight_grad:
             part = conv_weight_grad(x[:, :, rows].reshape(n, c_in, -1), cols)

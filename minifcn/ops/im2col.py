@@ -36,7 +36,7 @@ def _windows(h, w, kernel_size, stride, padding):
     return kh, kw, sh, sw, ph, pw, out_h, out_w
 
 
-def im2col(x, kernel_size, stride=1, padding=0):
+def im2col(x, kernel_size, stride=1, padding=0, out=None):
     """Unfold the receptive fields of ``x`` into columns.
 
     Parameters
@@ -44,6 +44,9 @@ def im2col(x, kernel_size, stride=1, padding=0):
     x : array, shape (N, C, H, W)
     kernel_size, stride, padding : int or (int, int)
         Zero padding is added on all four sides.
+    out : array, shape (N, C*kh*kw, H_out*W_out), optional
+        C-contiguous, of ``x``'s dtype: the columns are written into it (a caller that
+        unfolds many times reuses one buffer).
 
     Returns
     -------
@@ -59,7 +62,17 @@ def im2col(x, kernel_size, stride=1, padding=0):
     kh, kw, sh, sw, ph, pw, out_h, out_w = _windows(h, w, kernel_size, stride, padding)
     if ph or pw:
         x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    cols = xp.empty((n, c, kh, kw, out_h, out_w), dtype=x.dtype)
+    shape = (n, c, kh, kw, out_h, out_w)
+    if out is None:
+        cols = xp.empty(shape, dtype=x.dtype)
+    elif (out.shape != (n, c * kh * kw, out_h * out_w) or out.dtype != x.dtype
+          or not out.flags.c_contiguous):
+        raise ValueError(
+            f"im2col: out must be a C-contiguous {x.dtype} array of shape "
+            f"{(n, c * kh * kw, out_h * out_w)}, found {out.dtype} {tuple(out.shape)}"
+        )
+    else:
+        cols = out.reshape(shape)
 
     def unfold(c0, c1):  # channels c0:c1 (the channels are split among CPU threads)
         for i in range(kh):

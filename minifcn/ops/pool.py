@@ -135,13 +135,17 @@ def _winners(x_pad, out, offsets, channels=slice(None)):
     """
     xp = get_array_module(out)
     best = out[:, channels]
-    open_ = xp.ones(best.shape, dtype=bool)  # windows whose winner is not found yet
     won = xp.empty(best.shape, dtype=bool)
-    for rows, cols, r, s in offsets:
+    open_ = None  # windows whose winner is not found yet
+    for k, (rows, cols, r, s) in enumerate(offsets):
         windows = (slice(None), slice(None), slice(r), slice(s))
         xp.equal(x_pad[:, channels, rows, cols], best[windows], out=won[windows])
-        won[windows] &= open_[windows]
-        open_[windows] ^= won[windows]  # closed: they are won
+        if open_ is None:  # the first offset reaches every window, and all of them are open
+            open_ = ~won
+        else:
+            won[windows] &= open_[windows]
+            if k < len(offsets) - 1:  # the last offset closes nothing that is read again
+                open_[windows] ^= won[windows]  # closed: they are won
         yield rows, cols, windows, won[windows]
 
 
@@ -196,7 +200,7 @@ def max_pool2d_pinned(x, cache):
     out_h, out_w = out.shape[2:]
     x_new = _pad_neg_inf(x, ph, pw, out_h, out_w, sh, sw)  # placed as the cached input was
     pinned = xp.zeros(out.shape, dtype=x.dtype)
-    offsets = _offsets(x_pad.shape, kernel, (sh, sw), (out_h, out_w))
+    offsets = list(_offsets(x_pad.shape, kernel, (sh, sw), (out_h, out_w)))
     for rows, cols, windows, won in _winners(x_pad, out, offsets):
         pinned[windows] = xp.where(won, x_new[:, :, rows, cols], pinned[windows])
     return pinned

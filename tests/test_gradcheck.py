@@ -43,9 +43,7 @@ def test_cli_gradcheck_table_passes(capsys):
 
 
 def test_cli_gradcheck_says_it_runs_on_the_cpu_when_asked_for_the_gpu(monkeypatch, capsys):
-    from minifcn import cli
-
-    from minifcn import gradcheck_report
+    from minifcn import cli, gradcheck_report
 
     monkeypatch.setattr(cli, "resolve_device", lambda device: "gpu")  # as on a GPU machine
     first_row = gradcheck_report.cases()[:1]

@@ -113,7 +113,7 @@ def column_bands(x, weight, stride, padding, unfold=True, reuse=False):
         return
     rows = band_rows(n, c_in * kh * kw, out_h, out_w, weight.nbytes, x.dtype.itemsize)
     first, last = image_rows(h, kh, sh, ph, out_h)
-    canvas = buffer = None  # buffer, with reuse: the first (largest) band's columns, for all
+    canvas = buffer = None  # one zero canvas per call; with reuse, one column buffer too
     for r0 in range(first, last, rows):
         r1 = min(r0 + rows, last)
         top, bottom = r0 * sh, (r1 - 1) * sh + kh  # padded rows [top, bottom) are read
@@ -288,7 +288,7 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
         if input_grad:
             dcols = w2d.T @ d  # (N, C_in*kh*kw, band_rows*W_out)
             band_shape = (n, c_in, in_rows.stop - in_rows.start, w + 2 * pw)
-            dx_pad[:, :, in_rows] += col2im(dcols, band_shape, kernel, stride, 0)
+            col2im(dcols, band_shape, kernel, stride, 0, out=dx_pad[:, :, in_rows])
     if weight_grad and dweight is None:  # no output row saw the image
         dweight = xp.zeros_like(weight)
     elif weight_grad:

@@ -85,7 +85,7 @@ def im2col(x, kernel_size, stride=1, padding=0, out=None):
     return cols.reshape(n, c * kh * kw, out_h * out_w)  # (N, C*kh*kw, H_out*W_out)
 
 
-def col2im(cols, input_shape, kernel_size, stride=1, padding=0):
+def col2im(cols, input_shape, kernel_size, stride=1, padding=0, out=None):
     """Fold columns back onto the image, summing overlaps: the adjoint of :func:`im2col`.
 
     Parameters
@@ -93,11 +93,15 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0):
     cols : array, shape (N, C*kh*kw, H_out*W_out)
     input_shape : tuple (N, C, H, W)
         Shape of the image the columns were (or would be) taken from.
+    out : array, shape (N, C, H, W), optional
+        An image to add the fold to, in place (``out += col2im(cols)``): a caller that folds
+        band after band into one gradient makes no temporary per band when there is no
+        padding.
 
     Returns
     -------
     x : array, shape (N, C, H, W)
-        For every ``y``: ``<im2col(x), y> == <x, col2im(y)>``.
+        For every ``y``: ``<im2col(x), y> == <x, col2im(y)>``. ``out`` itself when given.
 
     Notes
     -----
@@ -113,12 +117,17 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0):
     xp = get_array_module(cols)
     n, c, h, w = input_shape
     kh, kw, sh, sw, ph, pw, out_h, out_w = _windows(h, w, kernel_size, stride, padding)
+    if out is not None and tuple(out.shape) != tuple(input_shape):
+        raise ValueError(f"col2im: out has shape {tuple(out.shape)}, expected {tuple(input_shape)}")
     if xp is not np and kh * kw >= GATHER_MIN_TAPS and cols.dtype.itemsize >= 4:
-        return _col2im_gather(xp, cols, input_shape, (kh, kw, sh, sw, ph, pw, out_h, out_w))
+        folded = _col2im_gather(xp, cols, input_shape, (kh, kw, sh, sw, ph, pw, out_h, out_w))
+        return folded if out is None else _add_into(out, folded)
     cols = cols.reshape(n, c, kh, kw, out_h, out_w)
     if xp is np and _phase_blocks(kh, kw, sh, sw) * PHASE_GAIN <= kh * kw:
-        return _col2im_phases(cols, input_shape, (sh, sw), (ph, pw))
-    x = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+        folded = _col2im_phases(cols, input_shape, (sh, sw), (ph, pw))
+        return folded if out is None else _add_into(out, folded)
+    direct = out is not None and not (ph or pw)  # the slices below add into out itself
+    x = out if direct else xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
 
     def fold(c0, c1):  # channels c0:c1 (the channels are split among CPU threads)
         for i in range(kh):
@@ -129,7 +138,15 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0):
                 x[:, c0:c1, i:i_end:sh, j:j_end:sw] += cols[:, c0:c1, i, j]
 
     split_work(fold, c, cols.nbytes, xp)
-    return x[:, :, ph:ph + h, pw:pw + w]
+    if direct:
+        return out
+    folded = x[:, :, ph:ph + h, pw:pw + w]
+    return folded if out is None else _add_into(out, folded)
+
+
+def _add_into(out, folded):
+    out += folded
+    return out
 
 
 PHASE_GAIN = 16  # k4 s2 gains nothing (4x fewer passes), k16 s8 gains (64x fewer)

@@ -179,12 +179,13 @@ def test_gradients_from_dout_columns_match_the_loop_twin(geo, monkeypatch):
     assert none is None
 
 
-def test_widening_or_strided_layers_keep_col2im(monkeypatch):
+def test_widening_strided_or_1x1_layers_keep_col2im(monkeypatch):
     calls = []
     monkeypatch.setattr(conv_module, "stride1_backward", lambda *a: calls.append(a))
     for geo in (dict(n=1, c_in=2, c_out=3, h=5, w=5, kernel=(3, 3), stride=(1, 1), padding=(1, 1)),
                 dict(n=1, c_in=3, c_out=2, h=7, w=7, kernel=(3, 3), stride=(2, 1), padding=(1, 1)),
-                dict(n=1, c_in=3, c_out=2, h=7, w=7, kernel=(3, 3), stride=(1, 1), padding=(3, 0))):
+                dict(n=1, c_in=3, c_out=2, h=7, w=7, kernel=(3, 3), stride=(1, 1), padding=(3, 0)),
+                dict(n=2, c_in=6, c_out=6, h=3, w=4, kernel=(1, 1), stride=(1, 1), padding=(0, 0))):
         x, w, b = _arrays(geo, np.float64)
         (_, dx, _, _), dout = _run(geo, x, w, b)
         np.testing.assert_allclose(dx, conv2d_backward_naive(dout, x, w, geo["stride"], geo["padding"])[0],

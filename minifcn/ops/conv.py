@@ -262,7 +262,9 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
     A stride-1 layer that does not widen (``C_out <= C_in``, FCN's 3x3 layers but the
     first of each block) takes another route to the same sums: both gradients from one
     unfolding of ``dout`` (:func:`stride1_backward`), which is cheaper than unfolding ``x``
-    and folding back ``dcols`` (docs/performance.md).
+    and folding back ``dcols`` (docs/performance.md). A 1x1 kernel (fc7, the scorers) has
+    nothing to unfold, and rotating its weight would only copy it twice (64 MB for fc7):
+    it keeps the plain route.
     """
     x, weight, has_bias, stride, padding = cache
     xp = get_array_module(dout)
@@ -270,7 +272,8 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
     _, c_in, h, w = x.shape
     (ph, pw), kernel = padding, weight.shape[2:]
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
-    if input_grad and stride == (1, 1) and c_out <= c_in and ph < kernel[0] and pw < kernel[1]:
+    if (input_grad and stride == (1, 1) and c_out <= c_in and kernel != (1, 1)
+            and ph < kernel[0] and pw < kernel[1]):
         return stride1_backward(dout, x, weight, padding, weight_grad) + (dbias,)
     w2d = weight.reshape(c_out, -1)  # (C_out, C_in*kh*kw)
     dweight = dx_pad = None

@@ -109,6 +109,26 @@ def test_reused_bands_hold_the_same_columns_until_the_next_band(geo, one_row_ban
         assert np.shares_memory(reused[0][3], reused[-1][3])  # one buffer for every band
 
 
+def test_scratch_buffers_are_kept_per_name_and_thread(monkeypatch):
+    import threading
+
+    a = conv_module.scratch("test-a", (2, 3, 4), np.float32, np)
+    again = conv_module.scratch("test-a", (3, 5), np.float32, np)  # smaller: the same memory
+    assert again.shape == (3, 5) and again.flags.c_contiguous and np.shares_memory(a, again)
+    assert not np.shares_memory(a, conv_module.scratch("test-b", (2, 3, 4), np.float32, np))
+    assert not np.shares_memory(a, conv_module.scratch("test-a", (2, 3, 4), np.float64, np))
+    grown = conv_module.scratch("test-a", (100,), np.float32, np)  # larger: a new buffer
+    assert grown.shape == (100,) and np.shares_memory(grown, conv_module.scratch("test-a", (7,), np.float32, np))
+    other = []
+    thread = threading.Thread(target=lambda: other.append(conv_module.scratch("test-a", (7,), np.float32, np)))
+    thread.start()
+    thread.join()
+    assert not np.shares_memory(other[0], grown)
+    monkeypatch.setattr(conv_module, "SCRATCH_MAX_BYTES", 64)
+    big = conv_module.scratch("test-a", (17,), np.float32, np)  # 68 bytes: not kept
+    assert not np.shares_memory(big, conv_module.scratch("test-a", (17,), np.float32, np))
+
+
 def test_im2col_writes_into_out_and_names_a_wrong_buffer(rng):
     x = rng.standard_normal((2, 3, 5, 4))
     out = np.empty((2, 27, 20))

@@ -27,6 +27,8 @@ Layouts: ``x`` (N, C_in, H, W), ``weight`` (C_out, C_in, kh, kw), ``bias`` (C_ou
 """
 from __future__ import annotations
 
+import threading
+
 from ..backend import get_array_module
 from ._threads import split_work
 from ._util import check_layer_args, conv_output_size, pair
@@ -72,6 +74,34 @@ def band_rows(n, k, out_h, out_w, weight_bytes, itemsize):
     return max(1, min(out_h, rows))
 
 
+SCRATCH_MAX_BYTES = 64 * 2**20  # larger band buffers are allocated afresh, not kept
+_scratch_buffers = threading.local()
+
+
+def scratch(name, shape, dtype, xp):
+    """A C-contiguous array of ``shape`` for temporary band data, kept from call to call.
+
+    The convolutions need a few MB of columns per band, and a fresh allocation of that size
+    is often fresh memory from the kernel, faulted in page by page (about 1,000 faults per
+    4 MB): a quarter of the narrow training step's faults under glibc's default settings.
+    So each thread keeps one flat buffer per ``name`` (and array module and dtype), grown
+    when too small, as Caffe keeps one column buffer. Its contents are garbage and valid
+    only until the next call with the same ``name`` in the same thread. Buffers over
+    ``SCRATCH_MAX_BYTES`` are not kept.
+    """
+    size = 1
+    for extent in shape:
+        size *= extent
+    if size * xp.dtype(dtype).itemsize > SCRATCH_MAX_BYTES:
+        return xp.empty(shape, dtype=dtype)
+    buffers = _scratch_buffers.__dict__
+    key = (name, xp.__name__, xp.dtype(dtype).str)
+    buffer = buffers.get(key)
+    if buffer is None or buffer.size < size:
+        buffer = buffers[key] = xp.empty(size, dtype=dtype)
+    return buffer[:size].reshape(shape)
+
+
 def image_rows(h, kh, sh, ph, out_h):
     """The output rows ``[first, last)`` whose windows read at least one row of the image.
 
@@ -98,10 +128,11 @@ def column_bands(x, weight, stride, padding, unfold=True, reuse=False):
     rows of :func:`image_rows` are visited: the rest read nothing but zeros. A 1x1 kernel
     with stride 1 and no padding yields one band whose columns are ``x`` itself.
 
-    With ``reuse=True`` every band is unfolded into the same buffer, so a band's columns
-    are valid only until the next band is asked for: what the convolutions do (use them,
-    then move on), and one allocation per call instead of one per band. Keeping the bands
-    (``list(column_bands(...))``) needs the default, ``reuse=False``.
+    With ``reuse=True`` every band is unfolded into the same buffer (:func:`scratch`, kept
+    from call to call), so a band's columns are valid only until the next band is asked
+    for, in any convolution of the same thread: what the convolutions do (use them, then
+    move on). Keeping the bands (``list(column_bands(...))``) needs the default,
+    ``reuse=False``.
     """
     xp = get_array_module(x)
     n, c_in, h, w = x.shape
@@ -113,7 +144,7 @@ def column_bands(x, weight, stride, padding, unfold=True, reuse=False):
         return
     rows = band_rows(n, c_in * kh * kw, out_h, out_w, weight.nbytes, x.dtype.itemsize)
     first, last = image_rows(h, kh, sh, ph, out_h)
-    canvas = buffer = None  # one zero canvas per call; with reuse, one column buffer too
+    canvas = None  # one zero canvas per call, for every band
     for r0 in range(first, last, rows):
         r1 = min(r0 + rows, last)
         top, bottom = r0 * sh, (r1 - 1) * sh + kh  # padded rows [top, bottom) are read
@@ -133,10 +164,7 @@ def column_bands(x, weight, stride, padding, unfold=True, reuse=False):
             band = padded
         cols = None
         if reuse:
-            shape = (n, c_in * kh * kw, (r1 - r0) * out_w)
-            if buffer is None:
-                buffer = xp.empty(shape, dtype=x.dtype).ravel()
-            cols = buffer[:shape[0] * shape[1] * shape[2]].reshape(shape)
+            cols = scratch("columns", (n, c_in * kh * kw, (r1 - r0) * out_w), x.dtype, xp)
         yield slice(r0, r1), slice(top, bottom), im2col(band, (kh, kw), stride, 0, out=cols)
 
 
@@ -289,7 +317,8 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
             else:
                 dweight += part
         if input_grad:
-            dcols = w2d.T @ d  # (N, C_in*kh*kw, band_rows*W_out)
+            dcols = scratch("dcols", (n, w2d.shape[1], d.shape[2]), d.dtype, xp)
+            xp.matmul(w2d.T, d, out=dcols)  # (N, C_in*kh*kw, band_rows*W_out)
             band_shape = (n, c_in, in_rows.stop - in_rows.start, w + 2 * pw)
             col2im(dcols, band_shape, kernel, stride, 0, out=dx_pad[:, :, in_rows])
     if weight_grad and dweight is None:  # no output row saw the image

@@ -27,6 +27,7 @@ Layouts: ``x`` (N, C_in, H, W), ``weight`` (C_out, C_in, kh, kw), ``bias`` (C_ou
 """
 from __future__ import annotations
 
+import math
 import threading
 
 from ..backend import get_array_module
@@ -83,15 +84,13 @@ def scratch(name, shape, dtype, xp):
 
     The convolutions need a few MB of columns per band, and a fresh allocation of that size
     is often fresh memory from the kernel, faulted in page by page (about 1,000 faults per
-    4 MB): a quarter of the narrow training step's faults under glibc's default settings.
+    4 MB): more than half of the narrow training step's faults under glibc's defaults.
     So each thread keeps one flat buffer per ``name`` (and array module and dtype), grown
     when too small, as Caffe keeps one column buffer. Its contents are garbage and valid
     only until the next call with the same ``name`` in the same thread. Buffers over
     ``SCRATCH_MAX_BYTES`` are not kept.
     """
-    size = 1
-    for extent in shape:
-        size *= extent
+    size = math.prod(shape)
     if size * xp.dtype(dtype).itemsize > SCRATCH_MAX_BYTES:
         return xp.empty(shape, dtype=dtype)
     buffers = _scratch_buffers.__dict__

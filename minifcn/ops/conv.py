@@ -32,7 +32,7 @@ import threading
 
 from ..backend import get_array_module
 from ._threads import split_work
-from ._util import check_layer_args, conv_output_size, pair
+from ._util import accumulate, check_layer_args, conv_output_size, pair
 from .im2col import col2im, im2col
 
 
@@ -310,11 +310,8 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
     for out_rows, in_rows, cols in bands:
         d = dout[:, :, out_rows].reshape(n, c_out, -1)  # (N, C_out, band_rows*W_out)
         if weight_grad:
-            part = conv_weight_grad(d, cols)  # (C_out, C_in*kh*kw)
-            if dweight is None:
-                dweight = part  # keeps its memory order: no transposing copy per band
-            else:
-                dweight += part
+            # (C_out, C_in*kh*kw), kept in the first band's memory order: no transposing copy
+            dweight = accumulate(dweight, conv_weight_grad(d, cols))
         if input_grad:
             dcols = scratch("dcols", (n, w2d.shape[1], d.shape[2]), d.dtype, xp)
             xp.matmul(w2d.T, d, out=dcols)  # (N, C_in*kh*kw, band_rows*W_out)
@@ -384,11 +381,7 @@ def stride1_backward(dout, x, weight, padding, weight_grad=True):
     for rows, _, cols in column_bands(dout, rotated, (1, 1), dout_padding, reuse=True):
         _multiply_into(dx, rows, r2d, cols)  # cols: (N, C_out*kh*kw, band_rows*W)
         if weight_grad:
-            part = conv_weight_grad(x[:, :, rows].reshape(n, c_in, -1), cols)
-            if grad is None:
-                grad = part
-            else:
-                grad += part
+            grad = accumulate(grad, conv_weight_grad(x[:, :, rows].reshape(n, c_in, -1), cols))
     if not weight_grad:
         return dx, None
     return dx, rotated_kernel(grad.reshape(c_in, c_out, kh, kw))  # rotated back

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..backend import get_array_module
 from ._threads import split_work
-from ._util import conv_output_size, pair
+from ._util import accumulate, conv_output_size, pair
 
 
 def _windows(h, w, kernel_size, stride, padding):
@@ -121,11 +121,11 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0, out=None):
         raise ValueError(f"col2im: out has shape {tuple(out.shape)}, expected {tuple(input_shape)}")
     if xp is not np and kh * kw >= GATHER_MIN_TAPS and cols.dtype.itemsize >= 4:
         folded = _col2im_gather(xp, cols, input_shape, (kh, kw, sh, sw, ph, pw, out_h, out_w))
-        return folded if out is None else _add_into(out, folded)
+        return accumulate(out, folded)
     cols = cols.reshape(n, c, kh, kw, out_h, out_w)
     if xp is np and _phase_blocks(kh, kw, sh, sw) * PHASE_GAIN <= kh * kw:
         folded = _col2im_phases(cols, input_shape, (sh, sw), (ph, pw))
-        return folded if out is None else _add_into(out, folded)
+        return accumulate(out, folded)
     direct = out is not None and not (ph or pw)  # the slices below add into out itself
     x = out if direct else xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
 
@@ -141,12 +141,7 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0, out=None):
     if direct:
         return out
     folded = x[:, :, ph:ph + h, pw:pw + w]
-    return folded if out is None else _add_into(out, folded)
-
-
-def _add_into(out, folded):
-    out += folded
-    return out
+    return accumulate(out, folded)
 
 
 PHASE_GAIN = 16  # k4 s2 gains nothing (4x fewer passes), k16 s8 gains (64x fewer)

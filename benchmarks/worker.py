@@ -139,11 +139,13 @@ def minifcn_fcn(spec):
     def one_pass():
         sync()
         start = time.perf_counter()
-        scores = model(x)
         if mode == "train":
-            loss, cache = softmax_cross_entropy_forward(scores, labels)
+            loss, cache = softmax_cross_entropy_forward(model(x), labels)
             # no image gradient, as in PyTorch, whose input does not require one
             model.backward(softmax_cross_entropy_backward(1.0, cache), input_grad=False)
+        else:  # as PyTorch's forward under no_grad: no caches kept for a backward
+            with model.inference():
+                model(x)
         sync()
         return time.perf_counter() - start
 

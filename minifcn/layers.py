@@ -11,7 +11,8 @@ its mask as booleans (a quarter of a float32 blob), a max-pool references to its
 output (its backward finds the winners from them, :mod:`minifcn.ops.pool`). Every layer
 caches in eval mode too, so that a backward may follow any forward (as in the parity tests);
 for FCN-8s at 500x500 that costs about 0.7 GB on top of the 0.54 GB of weights (numbers in
-docs/performance.md).
+docs/performance.md). A layer whose ``keep_cache`` is False (set for a whole network by
+:meth:`minifcn.models.FCN.inference`) drops its cache as soon as its forward returns.
 """
 from __future__ import annotations
 
@@ -50,11 +51,16 @@ class Parameter:
 
 
 class Layer:
-    """Base class: a named op with optional parameters and a train/eval switch."""
+    """Base class: a named op with optional parameters and a train/eval switch.
+
+    ``keep_cache = False`` makes the layer forget what its backward would need as soon as
+    its forward returns, for passes that no backward follows.
+    """
 
     def __init__(self, name):
         self.name = name
         self.training = True
+        self.keep_cache = True
         self.cache = None
 
     def parameters(self):
@@ -70,12 +76,15 @@ class Layer:
 
     def backward_check(self):
         if self.cache is None:
-            raise RuntimeError(f"{self.name}: backward called before forward")
+            raise RuntimeError(f"{self.name}: backward called before forward (or after a "
+                               f"forward that kept no cache, as inside FCN.inference())")
         return self.cache
 
-    def __call__(self, x):
-        out = self.forward(x)
+    def __call__(self, *args):
+        out = self.forward(*args)
         self.output_shape = tuple(out.shape)
+        if not self.keep_cache:
+            self.cache = None
         return out
 
     def __repr__(self):
@@ -180,7 +189,7 @@ class ReLU(Layer):
     def forward(self, x):
         if self.frozen is not None:
             return x * self.frozen
-        out, self.cache = relu_forward(x, self.inplace)
+        out, self.cache = relu_forward(x, self.inplace, mask=self.keep_cache)
         return out
 
     def freeze(self, frozen=True):
@@ -222,11 +231,6 @@ class Crop(Layer):
 
     def forward(self, x, size):
         out, self.cache = crop_forward(x, self.offset, size, self.name)
-        return out
-
-    def __call__(self, x, size):
-        out = self.forward(x, size)
-        self.output_shape = tuple(out.shape)
         return out
 
     def backward(self, dout):

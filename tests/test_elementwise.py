@@ -16,6 +16,15 @@ def test_relu_matches_loop_twin_and_gradient(rng):
     dout = rng.standard_normal(x.shape)
     numeric = numerical_gradient(lambda: relu_forward(x)[0], x, dout)
     assert rel_error(numeric, relu_backward(dout, mask)) < 1e-7
+    # without its mask (no backward to follow) the output is the same, in place or not
+    for shape in [(2, 3, 5, 7), (6,)]:
+        x = rng.standard_normal(shape)
+        out, none = relu_forward(x.copy(), mask=False)
+        assert none is None
+        np.testing.assert_array_equal(out, relu_naive(x))
+        y = x.copy()
+        assert relu_forward(y, inplace=True, mask=False)[0] is y
+        np.testing.assert_array_equal(y, relu_naive(x))
 
 
 def test_dropout_is_inverted_and_seeded(rng):

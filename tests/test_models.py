@@ -135,6 +135,26 @@ def test_train_and_eval_modes():
     assert model.backward(np.ones_like(d)).shape == x.shape  # backward after an eval forward
 
 
+def test_inference_keeps_no_caches_and_computes_the_same_scores():
+    model = FCN8s(**NARROW).eval()
+    x = np.random.default_rng(4).standard_normal((2, 3, 21, 17)).astype(np.float32)
+    expected = model(x)  # a normal forward: every layer keeps its cache
+    assert all(layer.cache is not None for layer in model.layers.values())
+    with model.inference() as same:
+        assert same is model
+        got = model(x)
+        assert all(layer.cache is None for layer in model.layers.values())  # dropped on entry too
+    np.testing.assert_array_equal(got, expected)
+    with pytest.raises(RuntimeError, match="score: backward called before forward .*inference"):
+        model.backward(np.ones_like(got))
+    # the block leaves the layers as it found them, even when it ends in an error
+    with pytest.raises(ZeroDivisionError), model.inference():
+        1 / 0
+    assert all(layer.keep_cache for layer in model.layers.values())
+    np.testing.assert_array_equal(model(x), expected)
+    assert model.backward(np.ones_like(got)).shape == x.shape
+
+
 def test_named_parameters_are_state_dict_keys():
     model = FCN8sAtOnce(**NARROW)
     names = [n for n, _ in model.named_parameters()]

@@ -14,7 +14,7 @@ from ._threads import split_work
 from ._util import check_float
 
 
-def relu_forward(x, inplace=False):
+def relu_forward(x, inplace=False, mask=True):
     """``out = max(x, 0)``.
 
     Parameters
@@ -23,25 +23,29 @@ def relu_forward(x, inplace=False):
     inplace : bool
         Overwrite ``x`` with the result (saves a fresh array as large as ``x``; safe when
         nothing else reads ``x`` afterwards, as for a convolution's output in FCN).
+    mask : bool
+        ``False`` skips the mask (one pass less over memory) when no backward will follow.
 
     Returns
     -------
     out : array, same shape as ``x`` (``x`` itself when ``inplace``)
-    cache : array of bool, the mask ``x > 0``
+    cache : array of bool, the mask ``x > 0``; None with ``mask=False``
     """
     check_float(x, "relu", "input")
     xp = get_array_module(x)
     if x.ndim < 2:
-        mask = x > 0
-        return xp.maximum(x, x.dtype.type(0), out=x if inplace else None), mask
-    out, mask = x if inplace else xp.empty_like(x), xp.empty(x.shape, dtype=bool)
+        gate = x > 0 if mask else None
+        return xp.maximum(x, x.dtype.type(0), out=x if inplace else None), gate
+    out = x if inplace else xp.empty_like(x)
+    gate = xp.empty(x.shape, dtype=bool) if mask else None
 
     def relu(c0, c1):  # channels c0:c1 (the channels are split among CPU threads)
-        xp.greater(x[:, c0:c1], 0, out=mask[:, c0:c1])  # before x may be overwritten
+        if mask:
+            xp.greater(x[:, c0:c1], 0, out=gate[:, c0:c1])  # before x may be overwritten
         xp.maximum(x[:, c0:c1], x.dtype.type(0), out=out[:, c0:c1])
 
     split_work(relu, x.shape[1], x.nbytes, xp)
-    return out, mask
+    return out, gate
 
 
 def relu_backward(dout, cache, inplace=False):

@@ -25,7 +25,8 @@ def segment_batch(model, images):
     spec = model.preprocessing or scratch_preprocessing()
     x = preprocess(images, spec, xp=model.xp).astype(model.dtype, copy=False)
     was_training = model.training
-    scores = model.eval()(x)
+    with model.eval().inference():  # no backward follows: keep no caches
+        scores = model(x)
     model.train(was_training)
     return to_host(scores.argmax(axis=1)).astype(np.int64)
 

@@ -61,11 +61,11 @@ def softmax_cross_entropy_forward(scores, labels, ignore_index=255, class_weight
     xp = get_array_module(scores)
     c = scores.shape[1]
     shifted = scores - scores.max(axis=1, keepdims=True)  # log-sum-exp trick: exp() <= 1
-    exp = xp.exp(shifted)
-    sum_exp = exp.sum(axis=1, keepdims=True)  # (N, 1, H, W)
     valid = labels != ignore_index  # (N, H, W)
     target = xp.where(valid, labels, 0).astype(xp.int64)
     true_score = xp.take_along_axis(shifted, target[:, None], axis=1)[:, 0]  # (N, H, W)
+    probs = xp.exp(shifted, out=shifted)  # in place: one (N, C, H, W) array for the whole loss
+    sum_exp = probs.sum(axis=1, keepdims=True)  # (N, 1, H, W)
     nll = xp.log(sum_exp[:, 0]) - true_score
     if class_weight is not None:
         if tuple(class_weight.shape) != (c,):
@@ -77,7 +77,8 @@ def softmax_cross_entropy_forward(scores, labels, ignore_index=255, class_weight
     denom = pixel_weight.sum() if reduction == "mean" else scores.dtype.type(1)
     denom = xp.maximum(denom, xp.finfo(scores.dtype).tiny)  # no valid pixel: loss 0, not NaN
     loss = float(total / denom)
-    cache = (exp / sum_exp, target, pixel_weight / denom)
+    probs /= sum_exp  # softmax
+    cache = (probs, target, pixel_weight / denom)
     return loss, cache
 
 
@@ -86,8 +87,9 @@ def softmax_cross_entropy_backward(dloss, cache):
     xp = get_array_module(cache[0])
     probs, target, scale = cache
     classes = xp.arange(probs.shape[1])[None, :, None, None]
-    onehot = classes == target[:, None]  # (N, C, H, W)
-    return (probs - onehot) * (scale[:, None] * probs.dtype.type(dloss))
+    dscores = probs - (classes == target[:, None])  # minus the one-hot labels, (N, C, H, W)
+    dscores *= (scale * probs.dtype.type(dloss))[:, None]
+    return dscores
 
 
 def softmax_cross_entropy_naive(scores, labels, ignore_index=255, class_weight=None, reduction="mean"):

@@ -12,7 +12,7 @@ output (its backward finds the winners from them, :mod:`minifcn.ops.pool`). Ever
 caches in eval mode too, so that a backward may follow any forward (as in the parity tests);
 for FCN-8s at 500x500 that costs about 0.7 GB on top of the 0.54 GB of weights (numbers in
 docs/performance.md). A layer whose ``keep_cache`` is False (set for a whole network by
-:meth:`minifcn.models.FCN.inference`) drops its cache as soon as its forward returns.
+:meth:`minifcn.models.fcn.FCN.inference`) drops its cache as soon as its forward returns.
 """
 from __future__ import annotations
 

@@ -168,9 +168,9 @@ class FCN:
         Inside it every layer drops its cache as soon as its forward returns, and the ReLUs
         compute no masks, so each blob is freed once the next layer has read it, as in
         PyTorch under ``torch.no_grad()``: FCN-8s at 500x500 peaks at 0.9 GB instead of
-        1.7 GB, and the pass touches less fresh memory (docs/performance.md, item 20). Caches left by an earlier forward are dropped on
-        entry. Train or eval mode is left as it is (dropout follows it); a ``backward``
-        after a forward in the block raises.
+        1.7 GB, and the pass touches less fresh memory (docs/performance.md, item 20).
+        Caches left by an earlier forward are dropped on entry. Train or eval mode is left
+        as it is (dropout follows it); a ``backward`` after a forward in the block raises.
 
         Examples
         --------

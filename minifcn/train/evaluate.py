@@ -25,9 +25,11 @@ def segment_batch(model, images):
     spec = model.preprocessing or scratch_preprocessing()
     x = preprocess(images, spec, xp=model.xp).astype(model.dtype, copy=False)
     was_training = model.training
-    with model.eval().inference():  # no backward follows: keep no caches
-        scores = model(x)
-    model.train(was_training)
+    try:
+        with model.eval().inference():  # no backward follows: keep no caches
+            scores = model(x)
+    finally:
+        model.train(was_training)
     return to_host(scores.argmax(axis=1)).astype(np.int64)
 
 

@@ -48,7 +48,19 @@ def atomic_write(path, write, suffix=".tmp"):
 
 
 def _umask():
-    mask = os.umask(0)  # reading the umask means setting it: put it straight back
+    """The process's umask, from ``/proc/self/status`` where Linux offers it.
+
+    Elsewhere the only way to read it is to set it and put it back, and a file another
+    thread creates in between would get mode 0o666; the library writes from one thread.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0)
     os.umask(mask)
     return mask
 

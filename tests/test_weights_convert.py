@@ -92,9 +92,14 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     mask = os.umask(0o022)
     try:
         path = save_npz(tmp_path / "model.npz", {"a": np.zeros(1, np.float32)})
+        os.umask(0o027)
+        group = save_npz(tmp_path / "group.npz", {"a": np.zeros(1, np.float32)})
+        assert os.umask(0o027) == 0o027  # left as it was
     finally:
         os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o644  # as open() would make it, not mkstemp's 0o600
+    assert group.stat().st_mode & 0o777 == 0o640
+    group.unlink()
     assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # no temporary left behind
 
 

@@ -14,11 +14,13 @@ import os
 
 import numpy as np
 
+from .errors import MinifcnError
+
 DEVICES = ("cpu", "gpu")
 ENV_VAR = "MINIFCN_DEVICE"
 
 
-class DeviceError(RuntimeError):
+class DeviceError(MinifcnError, RuntimeError):
     """Raised when the requested device cannot be used (no CuPy, or no usable GPU)."""
 
 

@@ -1,15 +1,22 @@
 """The ``minifcn`` command: one entry point, one subcommand per job.
 
 Every subcommand takes ``--device cpu|gpu`` (default: ``$MINIFCN_DEVICE``, else cpu).
-Errors a user can fix (a missing file, a bad shape, no GPU) are printed as one line and
-give exit status 1; nothing is left half-written.
+
+Errors, from this one place (:func:`main`): an error a user can fix (a bad or missing file, an
+option out of range, no GPU: :class:`~minifcn.errors.MinifcnError`, ``ValueError``,
+``OSError``) is printed as one line naming the thing and gives exit status 1; a bad option
+caught by the parser gives status 2; Ctrl-C gives 130. Nothing is left half-written. Any
+other exception is a bug and keeps its traceback; ``--debug`` shows the traceback of user
+errors too.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 
-from .backend import DeviceError, keep_freed_memory, resolve_device
+from .backend import keep_freed_memory, resolve_device
+from .errors import MinifcnError
 
 
 def _cmd_gradcheck(args):
@@ -64,6 +71,8 @@ def build_parser():
         description="FCN semantic segmentation written by hand in NumPy/CuPy.")
     parser.add_argument("--device", default=None, choices=["cpu", "gpu"],
                         help="where arrays live (default: $MINIFCN_DEVICE, else cpu)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error too (for bug reports)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in _optional_parsers():
         add(sub)
@@ -71,7 +80,17 @@ def build_parser():
         if not any("--device" in a.option_strings for a in p._actions):
             p.add_argument("--device", default=argparse.SUPPRESS, choices=["cpu", "gpu"],
                            help="where arrays live (default: $MINIFCN_DEVICE, else cpu)")
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the traceback of an error too (for bug reports)")
     return parser
+
+
+def user_error_message(exc: BaseException) -> str:
+    """One line for an error the user can fix; an ``OSError`` names its file."""
+    if isinstance(exc, OSError) and not isinstance(exc, MinifcnError) and exc.filename:
+        reason = exc.strerror or type(exc).__name__
+        return f"{exc.filename}: {reason}"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def main(argv=None):
@@ -84,8 +103,10 @@ def main(argv=None):
     try:
         args.device = resolve_device(args.device)
         return int(args.func(args) or 0)
-    except (DeviceError, FileNotFoundError, ValueError) as exc:
-        print(f"minifcn {args.command}: error: {exc}", file=sys.stderr)
+    except (MinifcnError, ValueError, OSError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"minifcn {args.command}: error: {user_error_message(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"minifcn {args.command}: interrupted", file=sys.stderr)

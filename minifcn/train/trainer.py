@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import to_host
+from ..errors import MinifcnError
 from ..models import MODELS
 from ..npzio import load_npz, save_npz
 from ..ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
@@ -32,7 +33,7 @@ LOG_FIELDS = ["iteration", "loss", "pixel_accuracy", "lr", "seconds",
               "val_pixel_accuracy", "val_mean_accuracy", "val_mean_iu", "val_frequency_weighted_iu"]
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(MinifcnError, RuntimeError):
     """The loss became NaN or infinite."""
 
 

@@ -25,11 +25,13 @@ from typing import NamedTuple
 
 from tqdm import tqdm
 
+from ..errors import MinifcnError
+
 BASE_ENV, HOME_ENV = "MINIFCN_DOWNLOAD_BASE", "MINIFCN_HOME"
 CHUNK = 1 << 16
 
 
-class DownloadError(RuntimeError):
+class DownloadError(MinifcnError, RuntimeError):
     """A download failed (HTTP error, connection lost too often); the message says which."""
 
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import FileFormatError
+
 # (name, in channels, out channels) of VGG16's 3x3 convolutions; conv1_1 reads the image.
 VGG16_CONVS = (
     ("conv1_1", 3, 64), ("conv1_2", 64, 64),
@@ -53,7 +55,7 @@ KINDS = ("vgg16", "vgg16-notop", "fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce")
 FCN_KINDS = ("fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce")
 
 
-class WeightFileError(ValueError):
+class WeightFileError(FileFormatError):
     """A weight file could not be read or does not hold what it should.
 
     The message always names the file, and where it applies the key and the expected and

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import FileFormatError
+
 VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5
 
 
-class WireFormatError(ValueError):
+class WireFormatError(FileFormatError):
     """The bytes are not a well-formed protobuf message (truncated or not protobuf)."""
 
 

@@ -1,0 +1,26 @@
+"""The errors a user can fix, and how the command line shows them.
+
+Every error the package raises for bad input (a file that is not what it claims to be, an
+option out of range, an image too small for the network) derives from :class:`MinifcnError`.
+Its message is one sentence that names the thing (file, key, layer, option) and, where it
+applies, what was expected and what was found, so the command line can print it as it is:
+one line on stderr and a non-zero exit status. Any other exception is a bug, and the command
+line shows its traceback.
+"""
+from __future__ import annotations
+
+
+class MinifcnError(Exception):
+    """Base of every error caused by the user's input rather than by a bug in minifcn."""
+
+
+class FileFormatError(MinifcnError, ValueError):
+    """A file cannot be read as what it should be (truncated, corrupt, hostile, wrong kind).
+
+    The message always names the file. A ``ValueError`` too, so that callers that caught
+    ``ValueError`` keep working.
+    """
+
+
+class UsageError(MinifcnError, ValueError):
+    """An option or argument out of its range; the message names the option."""

@@ -11,9 +11,10 @@ import pytest
 
 from minifcn.npzio import load_npz
 from minifcn.weights import REGISTRY, ChecksumError, DownloadError, RemoteFile, download, fetch
-from minifcn.weights.download import cache_dir
+from minifcn.weights.download import WrongContentError, cache_dir
 
 PAYLOAD = bytes(range(256)) * 400  # 102,400 bytes
+NARROW = 1 / 16  # the channel width of weights_testutil's nets
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -80,6 +81,27 @@ def entry_for(data, name="weights.bin", algorithm="sha256", size=True):
                       (algorithm, hashlib.new(algorithm, data).hexdigest()))
 
 
+def safetensors_bytes(arrays, tmp_path):
+    """A real .safetensors file of ``arrays`` (weights_testutil's narrow nets)."""
+    save_file = pytest.importorskip("safetensors.numpy").save_file
+    path = tmp_path / "made.safetensors"
+    save_file(arrays, str(path))
+    data = path.read_bytes()
+    path.unlink()
+    return data
+
+
+def fcn8s_bytes(tmp_path, classes=5, drop=()):
+    from weights_testutil import fcn_arrays
+    arrays = fcn_arrays("fcn8s", classes=classes)
+    for key in drop:
+        del arrays[key]
+    return safetensors_bytes(arrays, tmp_path)
+
+
+# An FCN-8s with no published checksum: verified by reading it whole.
+FCN8S = RemoteFile("fcn8s-test", "fcn8s.safetensors", "http://example.invalid/fcn8s.safetensors",
+                   None, None, format="safetensors", kind="fcn8s", classes=5, width=NARROW)
 OPTIONS = dict(progress=False, timeout=5, backoff=0)
 
 
@@ -153,15 +175,54 @@ def test_unexpected_partial_content_starts_over(server, tmp_path):
     assert server.requests == ["bytes=5000-", None]
 
 
-def test_entry_without_size_or_checksum(server, tmp_path):
-    server.files["fcn.caffemodel"] = PAYLOAD
-    entry = RemoteFile("fcn", "fcn.caffemodel", "", None, None)
-    assert fetch(entry, tmp_path, base_url=server.base, **OPTIONS).read_bytes() == PAYLOAD
+# --- no published checksum: the file is read whole as the expected network --------------
+
+def test_file_without_checksum_is_read_whole_and_kept(server, tmp_path):
+    data = fcn8s_bytes(tmp_path)
+    server.files["fcn8s.safetensors"] = data
+    path = fetch(FCN8S, tmp_path / "dest", base_url=server.base, **OPTIONS)
+    assert path.read_bytes() == data
+    assert sorted(p.name for p in path.parent.iterdir()) == ["fcn8s.safetensors"]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("lacks a layer", r"missing score_pool3\.weight"),
+    ("truncated", r"does not read as fcn8s weights"),
+    ("another network", r"holds vgg16 weights, expected fcn8s"),
+    ("other classes", r"has 3 classes, expected 5"),
+    ("not weights at all", r"its bytes are no known weight format, expected a safetensors"),
+])
+def test_file_without_checksum_that_does_not_read_is_refused(case, message, server, tmp_path):
+    from weights_testutil import vgg_arrays
+    data = {"lacks a layer": lambda: fcn8s_bytes(tmp_path, drop=["score_pool3.weight",
+                                                                 "score_pool3.bias"]),
+            "truncated": lambda: fcn8s_bytes(tmp_path)[:-1000],
+            "another network": lambda: safetensors_bytes(vgg_arrays(), tmp_path),
+            "other classes": lambda: fcn8s_bytes(tmp_path, classes=3),
+            "not weights at all": lambda: PAYLOAD}[case]()
+    server.files["fcn8s.safetensors"] = data
+    dest = tmp_path / "dest"
+    with pytest.raises(WrongContentError, match=rf"^fcn8s\.safetensors: .*{message}.*deleted"):
+        fetch(FCN8S, dest, base_url=server.base, **OPTIONS)
+    assert list(dest.iterdir()) == []  # no file, no .part, no leftover of the check
+
+
+def test_damaged_file_in_the_cache_is_fetched_again(server, tmp_path):
+    data = fcn8s_bytes(tmp_path)
+    server.files["fcn8s.safetensors"] = data
+    (tmp_path / "fcn8s.safetensors").write_bytes(data[:5000])  # under the final name, cut
+    assert fetch(FCN8S, tmp_path, base_url=server.base, **OPTIONS).read_bytes() == data
+    assert len(server.requests) == 1
 
 
 def test_http_error_is_reported(server, tmp_path):
     with pytest.raises(DownloadError, match="HTTP 404"):
         fetch(entry_for(PAYLOAD), tmp_path, base_url=server.base, **OPTIONS)
+
+
+def test_registry_entries_can_all_be_verified():
+    for entry in REGISTRY.values():
+        assert entry.checksum is not None or (entry.format and entry.kind), entry.name
 
 
 def test_registry_name_with_env_base_url(server, tmp_path, monkeypatch):
@@ -177,18 +238,15 @@ def test_registry_name_with_env_base_url(server, tmp_path, monkeypatch):
 
 
 def test_download_then_convert(server, tmp_path):
-    safetensors = pytest.importorskip("safetensors.numpy")
-    from weights_testutil import to_torchvision, vgg_arrays
-    safetensors.save_file(to_torchvision(vgg_arrays()), str(tmp_path / "src.safetensors"))
-    data = (tmp_path / "src.safetensors").read_bytes()
-    server.files["vgg16.safetensors"] = data
-    fetched = download(entry_for(data, "vgg16.safetensors"), tmp_path / "cache",
-                       base_url=server.base, **OPTIONS)
-    assert fetched.npz == tmp_path / "cache" / "vgg16.npz"
-    assert load_npz(fetched.npz)[1]["kind"] == "vgg16"
-    raw_only = download(entry_for(data, "vgg16.safetensors"), tmp_path / "raw", convert=False,
+    data = fcn8s_bytes(tmp_path)
+    server.files["fcn8s.safetensors"] = data
+    fetched = download(FCN8S, tmp_path / "cache", base_url=server.base, **OPTIONS)
+    assert fetched.npz == tmp_path / "cache" / "fcn8s.npz"
+    meta = load_npz(fetched.npz)[1]
+    assert meta["kind"] == "fcn8s" and meta["source"]["file"] == "fcn8s.safetensors"
+    raw_only = download(entry_for(data, "fcn8s.safetensors"), tmp_path / "raw", convert=False,
                         base_url=server.base, **OPTIONS)
-    assert raw_only.npz is None and not (tmp_path / "raw" / "vgg16.npz").exists()
+    assert raw_only.npz is None and not (tmp_path / "raw" / "fcn8s.npz").exists()
 
 
 def test_cache_dir_precedence(monkeypatch, tmp_path):

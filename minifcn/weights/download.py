@@ -1,11 +1,18 @@
-"""Download the known VGG16 / FCN weight files, check them, and convert them to ``.npz``.
+"""Download the known VGG16 / FCN weight files, verify them, and convert them to ``.npz``.
 
 Files land in the cache folder (``MINIFCN_HOME``, else ``$XDG_CACHE_HOME/minifcn``, else
 ``~/.cache/minifcn``). A download is written to ``NAME.part`` first. When it is cut off, the
 next attempt asks the server for the rest with an HTTP ``Range: bytes=N-`` header; a server
 that answers ``206 Partial Content`` continues from byte N, one that answers ``200`` sends
-the whole file and the download restarts cleanly. Only a complete file whose size and
-checksum match is renamed to its final name; a mismatch deletes it.
+the whole file and the download restarts cleanly. The file gets its final name only once
+verified:
+
+* a file with a published checksum must have that size and checksum;
+* a file without one is read whole, as the format and the network its registry entry
+  names (every layer present with its shape, the expected number of classes), with the
+  same readers as ``minifcn convert``.
+
+A file that fails is deleted.
 
 ``MINIFCN_DOWNLOAD_BASE`` (or ``base_url=``) replaces the folder part of every URL, for a
 mirror or a local test server.
@@ -16,6 +23,7 @@ import hashlib
 import http.client
 import os
 import re
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +37,7 @@ from ..errors import MinifcnError
 
 BASE_ENV, HOME_ENV = "MINIFCN_DOWNLOAD_BASE", "MINIFCN_HOME"
 CHUNK = 1 << 16
+PASCAL_CLASSES = 21
 
 
 class DownloadError(MinifcnError, RuntimeError):
@@ -39,14 +48,21 @@ class ChecksumError(DownloadError):
     """The downloaded file has the wrong size or checksum; it has been deleted."""
 
 
+class WrongContentError(DownloadError):
+    """The server sent something else than the weight file: bytes that do not read as the
+    expected weights."""
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     """A weight file the project knows: where it is and how to recognise it.
 
-    ``size`` and ``checksum`` may be ``None`` where no trustworthy value is published;
-    such files are checked for completeness only (against the server's Content-Length).
+    ``size`` and ``checksum`` may be ``None`` where no trustworthy value is published.
     ``checksum`` is ``(algorithm, hex digest)``; a shorter hex string is a prefix, as in
-    torchvision's file names.
+    torchvision's file names. Without a checksum the file is verified by reading it whole:
+    ``format`` (one of :data:`~minifcn.weights.convert.FORMATS`), ``kind`` (one of
+    :data:`~minifcn.weights.layout.KINDS`), ``classes`` (None: any) and ``width`` (channel
+    width, 1.0 = the real VGG16) say what it must hold.
     """
     name: str
     filename: str
@@ -54,36 +70,49 @@ class RemoteFile:
     size: int | None = None
     checksum: tuple | None = None
     note: str = ""
+    format: str | None = None
+    kind: str | None = None
+    classes: int | None = None
+    width: float = 1.0
 
 
 _BERKELEY = "http://dl.caffe.berkeleyvision.org/"
 _KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+_UNPUBLISHED = "; no published checksum: verified by reading it whole"
 REGISTRY = {f.name: f for f in (
     RemoteFile("vgg16-torchvision", "vgg16-397923af.pth",
                "https://download.pytorch.org/models/vgg16-397923af.pth", 553_433_881,
-               ("sha256", "397923af"), "torchvision VGG16, legacy torch format; RGB 0-1 input"),
+               ("sha256", "397923af"), "torchvision VGG16, legacy torch format; RGB 0-1 input",
+               format="torch", kind="vgg16", classes=1000),
     RemoteFile("vgg16-keras", "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
                _KERAS + "vgg16_weights_tf_dim_ordering_tf_kernels.h5", 553_467_096,
-               ("md5", "64373286793e3c8b2b4e3219cbf3544b"), "Keras VGG16; BGR 0-255 input"),
+               ("md5", "64373286793e3c8b2b4e3219cbf3544b"), "Keras VGG16; BGR 0-255 input",
+               format="keras", kind="vgg16", classes=1000),
     RemoteFile("vgg16-keras-notop", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
                _KERAS + "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", 58_889_256,
-               ("md5", "6d6bbae143d832006294945121d1f1fc"), "Keras VGG16 backbone only"),
+               ("md5", "6d6bbae143d832006294945121d1f1fc"), "Keras VGG16 backbone only",
+               format="keras", kind="vgg16-notop"),
     RemoteFile("vgg16-caffe", "VGG_ILSVRC_16_layers.caffemodel",
                "http://www.robots.ox.ac.uk/~vgg/software/very_deep/caffe/"
                "VGG_ILSVRC_16_layers.caffemodel", 553_432_081, None,
-               "the VGG team's Caffe VGG16 (FCN's starting point); no published checksum"),
+               "the VGG team's Caffe VGG16 (FCN's starting point)" + _UNPUBLISHED,
+               format="caffe", kind="vgg16", classes=1000),
     RemoteFile("fcn32s-heavy-pascal", "fcn32s-heavy-pascal.caffemodel",
                _BERKELEY + "fcn32s-heavy-pascal.caffemodel", None, None,
-               "FCN-32s on PASCAL VOC; no published size or checksum"),
+               "FCN-32s on PASCAL VOC" + _UNPUBLISHED,
+               format="caffe", kind="fcn32s", classes=PASCAL_CLASSES),
     RemoteFile("fcn16s-heavy-pascal", "fcn16s-heavy-pascal.caffemodel",
                _BERKELEY + "fcn16s-heavy-pascal.caffemodel", None, None,
-               "FCN-16s on PASCAL VOC; no published size or checksum"),
+               "FCN-16s on PASCAL VOC" + _UNPUBLISHED,
+               format="caffe", kind="fcn16s", classes=PASCAL_CLASSES),
     RemoteFile("fcn8s-heavy-pascal", "fcn8s-heavy-pascal.caffemodel",
                _BERKELEY + "fcn8s-heavy-pascal.caffemodel", None,
-               ("sha1", "c449ea74dd7d83751d1357d6a8c323fcf4038962"), "FCN-8s on PASCAL VOC"),
+               ("sha1", "c449ea74dd7d83751d1357d6a8c323fcf4038962"), "FCN-8s on PASCAL VOC",
+               format="caffe", kind="fcn8s", classes=PASCAL_CLASSES),
     RemoteFile("fcn8s-atonce-pascal", "fcn8s-atonce-pascal.caffemodel",
                _BERKELEY + "fcn8s-atonce-pascal.caffemodel", None, None,
-               "FCN-8s trained at once on PASCAL VOC; no published size or checksum"),
+               "FCN-8s trained at once on PASCAL VOC" + _UNPUBLISHED,
+               format="caffe", kind="fcn8s-atonce", classes=PASCAL_CLASSES),
 )}
 
 
@@ -113,20 +142,53 @@ def lookup(name) -> RemoteFile:
 
 
 def verify(path, entry: RemoteFile) -> None:
-    """Raise :class:`ChecksumError` unless ``path`` has the entry's size and checksum."""
+    """Check ``path`` against ``entry``: its size, then its checksum or else its contents.
+
+    Raises
+    ------
+    ChecksumError
+        Wrong size or checksum.
+    WrongContentError
+        No checksum, and the file does not read whole as the entry's format and network.
+    """
     path = Path(path)
     size = path.stat().st_size
     if entry.size is not None and size != entry.size:
         raise ChecksumError(f"{entry.filename}: {size} bytes, expected {entry.size}")
-    if entry.checksum is not None:
-        algorithm, expected = entry.checksum
-        digest = hashlib.new(algorithm)
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        if not digest.hexdigest().startswith(expected.lower()):
-            raise ChecksumError(f"{entry.filename}: {algorithm} is {digest.hexdigest()}, "
-                                f"expected {expected}{'...' if len(expected) < 32 else ''}")
+    if entry.checksum is None:
+        _verify_contents(path, entry)
+        return
+    algorithm, expected = entry.checksum
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if not digest.hexdigest().startswith(expected.lower()):
+        raise ChecksumError(f"{entry.filename}: {algorithm} is {digest.hexdigest()}, "
+                            f"expected {expected}{'...' if len(expected) < 32 else ''}")
+
+
+def _verify_contents(path: Path, entry: RemoteFile):
+    """Read the whole file as ``convert`` would (every array, every shape checked)."""
+    from .convert import convert, detect_format  # noqa: PLC0415 - keeps imports light
+    found = detect_format(path)
+    if found != entry.format:
+        raise WrongContentError(f"{entry.filename}: its bytes are {found or 'no known weight'} "
+                                f"format, expected a {entry.format} file")
+    # Converting is the complete check; the .npz it writes is thrown away (download()
+    # converts the file again under its final name, which the .npz records).
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
+        try:
+            meta = convert(path, Path(tmp) / "check.npz", format=entry.format, width=entry.width)
+        except ValueError as exc:  # the readers' WeightFileError is a ValueError
+            raise WrongContentError(f"{entry.filename}: does not read as {entry.kind} weights "
+                                    f"({exc})") from None
+    if meta["kind"] != entry.kind:
+        raise WrongContentError(f"{entry.filename}: holds {meta['kind']} weights, "
+                                f"expected {entry.kind}")
+    if entry.classes is not None and meta["num_classes"] != entry.classes:
+        raise WrongContentError(f"{entry.filename}: has {meta['num_classes']} classes, "
+                                f"expected {entry.classes}")
 
 
 class _Interrupted(Exception):
@@ -189,9 +251,12 @@ def fetch(name, dest=None, base_url=None, progress=True, retries=3, timeout=60.0
     Returns
     -------
     Path
-        The verified file.
+        The verified file; on a failure nothing is under its name.
     """
     entry = lookup(name)
+    if entry.checksum is None and (entry.format is None or entry.kind is None):
+        raise ValueError(f"{entry.name}: neither a checksum nor a format and kind to verify "
+                         "the download by")
     dest = Path(dest) if dest is not None else cache_dir()
     dest.mkdir(parents=True, exist_ok=True)
     final, part = dest / entry.filename, dest / (entry.filename + ".part")
@@ -199,7 +264,7 @@ def fetch(name, dest=None, base_url=None, progress=True, retries=3, timeout=60.0
         try:
             verify(final, entry)
             return final
-        except ChecksumError:
+        except (ChecksumError, WrongContentError):
             final.unlink()  # stale or damaged: fetch it again
     base = base_url or os.environ.get(BASE_ENV)
     url = base.rstrip("/") + "/" + entry.filename if base else entry.url
@@ -219,9 +284,9 @@ def fetch(name, dest=None, base_url=None, progress=True, retries=3, timeout=60.0
             time.sleep(backoff * 2 ** attempt)
     try:
         verify(part, entry)
-    except ChecksumError as exc:
+    except (ChecksumError, WrongContentError) as exc:
         part.unlink(missing_ok=True)
-        raise ChecksumError(f"{exc}; the download was deleted") from None
+        raise type(exc)(f"{exc}; the download from {url} was deleted") from None
     os.replace(part, final)
     return final
 

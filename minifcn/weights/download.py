@@ -1,56 +1,49 @@
 """Download the known VGG16 / FCN weight files, verify them, and convert them to ``.npz``.
 
 Files land in the cache folder (``MINIFCN_HOME``, else ``$XDG_CACHE_HOME/minifcn``, else
-``~/.cache/minifcn``). A download is written to ``NAME.part`` first. When it is cut off, the
-next attempt asks the server for the rest with an HTTP ``Range: bytes=N-`` header; a server
-that answers ``206 Partial Content`` continues from byte N, one that answers ``200`` sends
-the whole file and the download restarts cleanly. The file gets its final name only once
-verified:
+``~/.cache/minifcn``). A download is written to ``NAME.part`` first and gets its final name
+only once verified:
 
 * a file with a published checksum must have that size and checksum;
 * a file without one is read whole, as the format and the network its registry entry
   names (every layer present with its shape, the expected number of classes), with the
   same readers as ``minifcn convert``.
 
-A file that fails is deleted.
+A file that fails is deleted; a web page sent in its place is refused before anything is
+written. How an interrupted download resumes, and when a ``.part`` is discarded instead, is
+in :mod:`.transfer`.
+
+Time: the whole fetch (every attempt and pause) has a deadline, by default the file's size
+at 100 kB/s and at least 5 minutes (``deadline=``, ``--deadline`` or the environment
+variable ``MINIFCN_DOWNLOAD_DEADLINE``, in seconds, set another); a connection silent for
+``stall_timeout`` seconds (default 60) is dropped and the download resumed.
 
 ``MINIFCN_DOWNLOAD_BASE`` (or ``base_url=``) replaces the folder part of every URL, for a
 mirror or a local test server.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import http.client
 import os
-import re
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from tqdm import tqdm
+from ..cliargs import positive
+from ..errors import UsageError
+from .transfer import (DEADLINE_ENV, STALL_TIMEOUT, ChecksumError, Clock, DeadlineError,
+                       DownloadError, Interrupted, Target, WrongContentError, discard, kept_note,
+                       record_path, transfer)
 
-from ..errors import MinifcnError
+__all__ = ["REGISTRY", "ChecksumError", "DeadlineError", "DownloadError", "Fetched",
+           "RemoteFile", "WrongContentError", "cache_dir", "download", "fetch", "lookup",
+           "verify"]
 
 BASE_ENV, HOME_ENV = "MINIFCN_DOWNLOAD_BASE", "MINIFCN_HOME"
-CHUNK = 1 << 16
 PASCAL_CLASSES = 21
-
-
-class DownloadError(MinifcnError, RuntimeError):
-    """A download failed (HTTP error, connection lost too often); the message says which."""
-
-
-class ChecksumError(DownloadError):
-    """The downloaded file has the wrong size or checksum; it has been deleted."""
-
-
-class WrongContentError(DownloadError):
-    """The server sent something else than the weight file: bytes that do not read as the
-    expected weights."""
 
 
 @dataclass(frozen=True)
@@ -191,49 +184,29 @@ def _verify_contents(path: Path, entry: RemoteFile):
                                 f"expected {entry.classes}")
 
 
-class _Interrupted(Exception):
-    """The connection ended before the whole file arrived (worth resuming)."""
-
-
-def _fetch_once(url, part: Path, entry: RemoteFile, progress, timeout):
-    """One HTTP request that appends to (206) or rewrites (200) ``part``."""
-    start = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": "minifcn", **({"Range": f"bytes={start}-"} if start else {})}
+def deadline_from_env():
+    """``$MINIFCN_DOWNLOAD_DEADLINE`` in seconds, or None when unset."""
+    text = os.environ.get(DEADLINE_ENV, "").strip()
+    if not text:
+        return None
     try:
-        # A fresh opener reads the proxy settings of the environment as it is now.
-        opener = urllib.request.build_opener()
-        resp = opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and start:  # nothing left after byte `start`: let verify() judge
-            return
-        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    with resp:
-        content_range = re.match(r"bytes (\d+)-\d+/(\d+)", resp.headers.get("Content-Range", ""))
-        if resp.status == 206:
-            if not (start and content_range and int(content_range[1]) == start):
-                part.unlink(missing_ok=True)  # not the bytes we asked for: start over
-                raise _Interrupted("the server sent an unexpected byte range")
-            mode, total = "ab", int(content_range[2])
-        else:  # the server ignored the Range header (200): start over from byte 0
-            start, mode = 0, "wb"
-            length = resp.headers.get("Content-Length")
-            total = int(length) if length is not None else None
-        if total is not None and entry.size is not None and total != entry.size:
-            raise ChecksumError(f"{entry.filename}: the server offers {total} bytes, "
-                                f"expected {entry.size}")
-        with open(part, mode) as f, tqdm(total=total, initial=start, unit="B", unit_scale=True,
-                                         unit_divisor=1024, desc=entry.filename,
-                                         disable=not progress) as bar:
-            for chunk in iter(lambda: resp.read(CHUNK), b""):
-                f.write(chunk)
-                bar.update(len(chunk))
-    got = part.stat().st_size
-    if total is not None and got < total:  # http.client returns b"" on an early close
-        raise _Interrupted(f"connection closed after {got} of {total} bytes")
+        return positive(float)(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{DEADLINE_ENV}: {exc} (seconds)") from None
 
 
-def fetch(name, dest=None, base_url=None, progress=True, retries=3, timeout=60.0,
-          backoff=1.0) -> Path:
+def _gave_up(url, part: Path, exc, stall) -> str:
+    reason = getattr(exc, "reason", exc)  # a URLError wraps the socket's error
+    if isinstance(reason, TimeoutError):
+        what = (f"nothing received for {stall:g} s (the server stalled or cannot be "
+                "reached); try again later, or allow longer pauses with --stall-timeout SECONDS")
+    else:
+        what = f"download interrupted ({exc})"
+    return f"{url}: {what}" + kept_note(part)
+
+
+def fetch(name, dest=None, base_url=None, progress=True, retries=3, deadline=None,
+          stall_timeout=STALL_TIMEOUT, backoff=1.0) -> Path:
     """Download one registry file into ``dest`` (resuming a ``.part``) and verify it.
 
     Parameters
@@ -244,14 +217,20 @@ def fetch(name, dest=None, base_url=None, progress=True, retries=3, timeout=60.0
     base_url : str or None
         Replaces the URL's folder (default ``$MINIFCN_DOWNLOAD_BASE``, else the real URL).
     retries : int
-        Extra attempts, each resuming where the last one stopped.
+        Extra attempts after a lost or stalled connection, each resuming where the last
+        stopped when the server allows it.
+    deadline : float or None
+        Seconds for the whole fetch; default ``$MINIFCN_DOWNLOAD_DEADLINE``, else the size
+        at 100 kB/s and at least 300 s (:func:`.transfer.default_deadline`).
+    stall_timeout : float
+        Seconds without a byte before a connection is dropped.
     backoff : float
         Seconds before the first retry (doubling after each).
 
     Returns
     -------
     Path
-        The verified file; on a failure nothing is under its name.
+        The verified file. On any failure, Ctrl-C included, nothing is under its name.
     """
     entry = lookup(name)
     if entry.checksum is None and (entry.format is None or entry.kind is None):
@@ -268,26 +247,27 @@ def fetch(name, dest=None, base_url=None, progress=True, retries=3, timeout=60.0
             final.unlink()  # stale or damaged: fetch it again
     base = base_url or os.environ.get(BASE_ENV)
     url = base.rstrip("/") + "/" + entry.filename if base else entry.url
+    deadline = deadline if deadline is not None else deadline_from_env()
+    clock = Clock(Target(url, part, entry.filename, entry.size), deadline, stall_timeout)
     for attempt in range(retries + 1):
         try:
-            _fetch_once(url, part, entry, progress, timeout)
+            transfer(clock.target, clock, progress)
             break
         except ChecksumError:
-            part.unlink(missing_ok=True)
+            discard(part)
             raise
-        except (_Interrupted, OSError, http.client.HTTPException) as exc:
+        except (Interrupted, OSError, http.client.HTTPException) as exc:
+            clock.check()  # the watchdog ends a connection at the deadline: say so
             if attempt == retries:
-                have = part.stat().st_size if part.exists() else 0
-                raise DownloadError(
-                    f"{url}: download interrupted ({exc}); {have} bytes kept in {part.name}, "
-                    "run the same command again to resume") from None
-            time.sleep(backoff * 2 ** attempt)
+                raise DownloadError(_gave_up(url, part, exc, stall_timeout)) from None
+            clock.sleep(backoff * 2 ** attempt)
     try:
         verify(part, entry)
     except (ChecksumError, WrongContentError) as exc:
-        part.unlink(missing_ok=True)
+        discard(part)
         raise type(exc)(f"{exc}; the download from {url} was deleted") from None
     os.replace(part, final)
+    record_path(part).unlink(missing_ok=True)
     return final
 
 

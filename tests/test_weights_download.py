@@ -373,16 +373,18 @@ def test_default_deadline_follows_the_size():
     assert default_deadline(None) == pytest.approx(2**31 / 100_000)
 
 
-def test_slow_drip_body_hits_the_deadline(server, tmp_path):
+def test_slow_drip_body_hits_the_deadline_cli(server, tmp_path, monkeypatch, capsys):
     server.files["weights.bin"] = PAYLOAD
     server.drip = 1.0  # a byte per second: no socket timeout ever fires
+    monkeypatch.setitem(REGISTRY, "test-weights", entry_for(PAYLOAD))
     started = time.monotonic()
-    with pytest.raises(DeadlineError) as failure:
-        fetch(entry_for(PAYLOAD), tmp_path, base_url=server.base, deadline=1.5, **OPTIONS)
-    assert time.monotonic() - started < 6  # the server drips for 10 s
-    assert str(failure.value).startswith(
-        f"{server.base}/weights.bin: the download deadline of 1.5 s passed")
-    assert "--deadline SECONDS or MINIFCN_DOWNLOAD_DEADLINE" in str(failure.value)
+    status = run_download_command("test-weights", "--dest", str(tmp_path), "--no-convert",
+                                  "--base-url", server.base, "--quiet", "--deadline", "1.5")
+    assert status == 1 and time.monotonic() - started < 6  # the server drips for 10 s
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{server.base}/weights.bin: the download deadline of 1.5 s passed" in err
+    assert "--deadline SECONDS or MINIFCN_DOWNLOAD_DEADLINE" in err
     assert_nothing_final(tmp_path, "weights.bin")
 
 
@@ -508,21 +510,32 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
     assert str(cache_dir()).endswith(".cache/minifcn")
 
 
-def test_cli_download(server, tmp_path, monkeypatch, capsys):
+def run_download_command(*argv):
+    """``minifcn download ARGV...`` through the subcommand's own parser; the exit status."""
     import argparse
 
     from minifcn.weights.cli import add_download_parser
-    server.files["weights.bin"] = PAYLOAD
-    monkeypatch.setitem(REGISTRY, "test-weights", entry_for(PAYLOAD))
     parser = argparse.ArgumentParser(prog="minifcn")
     add_download_parser(parser.add_subparsers())
-    args = parser.parse_args(["download", "test-weights", "--dest", str(tmp_path), "--no-convert",
-                              "--base-url", server.base, "--quiet"])
-    assert args.func(args) == 0
+    args = parser.parse_args(["download", *argv])
+    return args.func(args)
+
+
+def test_cli_download(server, tmp_path, monkeypatch, capsys):
+    server.files["weights.bin"] = PAYLOAD
+    monkeypatch.setitem(REGISTRY, "test-weights", entry_for(PAYLOAD))
+    argv = ["test-weights", "--dest", str(tmp_path), "--no-convert", "--base-url", server.base,
+            "--quiet", "--stall-timeout", "5"]
+    assert run_download_command(*argv) == 0
     assert (tmp_path / "weights.bin").read_bytes() == PAYLOAD
     assert "downloaded" in capsys.readouterr().out
     server.files["weights.bin"] = b"x" * len(PAYLOAD)
     (tmp_path / "weights.bin").unlink()
-    assert args.func(args) == 1
+    assert run_download_command(*argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("minifcn download: error: weights.bin: sha256 is") and err.count("\n") == 1
+    for option in ("--deadline", "--stall-timeout"):
+        with pytest.raises(SystemExit) as exit_info:
+            run_download_command("test-weights", option, "0")
+        assert exit_info.value.code == 2
+        assert f"argument {option}: 0 is out of range" in capsys.readouterr().err

@@ -79,7 +79,8 @@ def run_download(args) -> int:
         return 0
     try:
         fetched = download(args.name, args.dest, convert=not args.no_convert,
-                           base_url=args.base_url, progress=not args.quiet)
+                           base_url=args.base_url, progress=not args.quiet,
+                           deadline=args.deadline, stall_timeout=args.stall_timeout)
     except (KeyError, DownloadError, WeightFileError, OSError, ValueError, ImportError) as exc:
         return _fail("download", exc.args[0] if isinstance(exc, KeyError) else exc)
     print(f"downloaded {fetched.path}")
@@ -89,13 +90,18 @@ def run_download(args) -> int:
 
 
 def add_download_parser(subparsers):
-    """Add ``download NAME [--dest DIR] [--no-convert]`` to ``subparsers``."""
+    """Add ``download NAME [--dest DIR] [--no-convert] [--deadline S] ...`` to ``subparsers``."""
+    from ..cliargs import positive  # noqa: PLC0415 - the download parts import their own
+    from .transfer import DEADLINE_ENV, MIN_DEADLINE, MIN_RATE, STALL_TIMEOUT  # noqa: PLC0415
     p = subparsers.add_parser(
         "download", help="download known VGG16/FCN weights and convert them",
         description="Download a known weight file into the cache (MINIFCN_HOME, else "
                     "XDG_CACHE_HOME/minifcn, else ~/.cache/minifcn), resuming an "
-                    "interrupted download, check its size and checksum, and convert it to "
-                    ".npz beside it. `minifcn download list` shows the known files.")
+                    "interrupted download where the server allows it, verify it (its "
+                    "checksum, or where none is published, by reading it whole as the "
+                    "expected network) and convert it to .npz beside it. Nothing gets the "
+                    "final name unless verified. `minifcn download list` shows the known "
+                    "files.")
     p.add_argument("name", help="a registry name (or its file name), or 'list'")
     p.add_argument("--dest", default=None, help="folder to download into (default: cache)")
     p.add_argument("--no-convert", action="store_true", help="keep the original file only")
@@ -103,5 +109,12 @@ def add_download_parser(subparsers):
                    help="mirror to download from (default: $MINIFCN_DOWNLOAD_BASE or the "
                         "original URL)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--deadline", type=positive(float), default=None, metavar="SECONDS",
+                   help=f"give up when the whole download takes longer (default: "
+                        f"${DEADLINE_ENV}, else the file's size at {MIN_RATE // 1000} kB/s, "
+                        f"at least {MIN_DEADLINE:g} s)")
+    p.add_argument("--stall-timeout", type=positive(float), default=STALL_TIMEOUT,
+                   metavar="SECONDS", help="drop a connection silent for this long and "
+                                           "resume (default: %(default)g)")
     p.set_defaults(func=run_download)
     return p

@@ -1,52 +1,61 @@
-"""Download the known VGG16 / FCN weight files, check them, and convert them to ``.npz``.
+"""Download the known VGG16 / FCN weight files, verify them, and convert them to ``.npz``.
 
 Files land in the cache folder (``MINIFCN_HOME``, else ``$XDG_CACHE_HOME/minifcn``, else
-``~/.cache/minifcn``). A download is written to ``NAME.part`` first. When it is cut off, the
-next attempt asks the server for the rest with an HTTP ``Range: bytes=N-`` header; a server
-that answers ``206 Partial Content`` continues from byte N, one that answers ``200`` sends
-the whole file and the download restarts cleanly. Only a complete file whose size and
-checksum match is renamed to its final name; a mismatch deletes it.
+``~/.cache/minifcn``). A download is written to ``NAME.part`` first and gets its final name
+only once verified:
+
+* a file with a published checksum must have that size and checksum;
+* a file without one is read whole, as the format and the network its registry entry
+  names (every layer present with its shape, the expected number of classes), with the
+  same readers as ``minifcn convert``.
+
+A file that fails is deleted; a web page sent in its place is refused before anything is
+written. How an interrupted download resumes, and when a ``.part`` is discarded instead, is
+in :mod:`.transfer`.
+
+Time: the whole fetch (every attempt and pause) has a deadline, by default the file's size
+at 100 kB/s and at least 5 minutes (``deadline=``, ``--deadline`` or the environment
+variable ``MINIFCN_DOWNLOAD_DEADLINE``, in seconds, set another); a connection silent for
+``stall_timeout`` seconds (default 60) is dropped and the download resumed.
 
 ``MINIFCN_DOWNLOAD_BASE`` (or ``base_url=``) replaces the folder part of every URL, for a
 mirror or a local test server.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import http.client
 import os
-import re
-import time
-import urllib.error
-import urllib.request
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from tqdm import tqdm
+from ..cliargs import positive
+from ..errors import UsageError
+from .transfer import (DEADLINE_ENV, STALL_TIMEOUT, ChecksumError, Clock, DeadlineError,
+                       DownloadError, Interrupted, Target, WrongContentError, discard, kept_note,
+                       record_path, transfer)
 
-from ..errors import MinifcnError
+__all__ = ["REGISTRY", "ChecksumError", "DeadlineError", "DownloadError", "Fetched",
+           "RemoteFile", "WrongContentError", "cache_dir", "download", "fetch", "lookup",
+           "verify"]
 
 BASE_ENV, HOME_ENV = "MINIFCN_DOWNLOAD_BASE", "MINIFCN_HOME"
-CHUNK = 1 << 16
-
-
-class DownloadError(MinifcnError, RuntimeError):
-    """A download failed (HTTP error, connection lost too often); the message says which."""
-
-
-class ChecksumError(DownloadError):
-    """The downloaded file has the wrong size or checksum; it has been deleted."""
+PASCAL_CLASSES = 21
 
 
 @dataclass(frozen=True)
 class RemoteFile:
     """A weight file the project knows: where it is and how to recognise it.
 
-    ``size`` and ``checksum`` may be ``None`` where no trustworthy value is published;
-    such files are checked for completeness only (against the server's Content-Length).
+    ``size`` and ``checksum`` may be ``None`` where no trustworthy value is published.
     ``checksum`` is ``(algorithm, hex digest)``; a shorter hex string is a prefix, as in
-    torchvision's file names.
+    torchvision's file names. Without a checksum the file is verified by reading it whole:
+    ``format`` (one of :data:`~minifcn.weights.convert.FORMATS`), ``kind`` (one of
+    :data:`~minifcn.weights.layout.KINDS`), ``classes`` (None: any) and ``width`` (channel
+    width, 1.0 = the real VGG16) say what it must hold.
     """
     name: str
     filename: str
@@ -54,36 +63,49 @@ class RemoteFile:
     size: int | None = None
     checksum: tuple | None = None
     note: str = ""
+    format: str | None = None
+    kind: str | None = None
+    classes: int | None = None
+    width: float = 1.0
 
 
 _BERKELEY = "http://dl.caffe.berkeleyvision.org/"
 _KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+_UNPUBLISHED = "; no published checksum: verified by reading it whole"
 REGISTRY = {f.name: f for f in (
     RemoteFile("vgg16-torchvision", "vgg16-397923af.pth",
                "https://download.pytorch.org/models/vgg16-397923af.pth", 553_433_881,
-               ("sha256", "397923af"), "torchvision VGG16, legacy torch format; RGB 0-1 input"),
+               ("sha256", "397923af"), "torchvision VGG16, legacy torch format; RGB 0-1 input",
+               format="torch", kind="vgg16", classes=1000),
     RemoteFile("vgg16-keras", "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
                _KERAS + "vgg16_weights_tf_dim_ordering_tf_kernels.h5", 553_467_096,
-               ("md5", "64373286793e3c8b2b4e3219cbf3544b"), "Keras VGG16; BGR 0-255 input"),
+               ("md5", "64373286793e3c8b2b4e3219cbf3544b"), "Keras VGG16; BGR 0-255 input",
+               format="keras", kind="vgg16", classes=1000),
     RemoteFile("vgg16-keras-notop", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
                _KERAS + "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", 58_889_256,
-               ("md5", "6d6bbae143d832006294945121d1f1fc"), "Keras VGG16 backbone only"),
+               ("md5", "6d6bbae143d832006294945121d1f1fc"), "Keras VGG16 backbone only",
+               format="keras", kind="vgg16-notop"),
     RemoteFile("vgg16-caffe", "VGG_ILSVRC_16_layers.caffemodel",
                "http://www.robots.ox.ac.uk/~vgg/software/very_deep/caffe/"
                "VGG_ILSVRC_16_layers.caffemodel", 553_432_081, None,
-               "the VGG team's Caffe VGG16 (FCN's starting point); no published checksum"),
+               "the VGG team's Caffe VGG16 (FCN's starting point)" + _UNPUBLISHED,
+               format="caffe", kind="vgg16", classes=1000),
     RemoteFile("fcn32s-heavy-pascal", "fcn32s-heavy-pascal.caffemodel",
                _BERKELEY + "fcn32s-heavy-pascal.caffemodel", None, None,
-               "FCN-32s on PASCAL VOC; no published size or checksum"),
+               "FCN-32s on PASCAL VOC" + _UNPUBLISHED,
+               format="caffe", kind="fcn32s", classes=PASCAL_CLASSES),
     RemoteFile("fcn16s-heavy-pascal", "fcn16s-heavy-pascal.caffemodel",
                _BERKELEY + "fcn16s-heavy-pascal.caffemodel", None, None,
-               "FCN-16s on PASCAL VOC; no published size or checksum"),
+               "FCN-16s on PASCAL VOC" + _UNPUBLISHED,
+               format="caffe", kind="fcn16s", classes=PASCAL_CLASSES),
     RemoteFile("fcn8s-heavy-pascal", "fcn8s-heavy-pascal.caffemodel",
                _BERKELEY + "fcn8s-heavy-pascal.caffemodel", None,
-               ("sha1", "c449ea74dd7d83751d1357d6a8c323fcf4038962"), "FCN-8s on PASCAL VOC"),
+               ("sha1", "c449ea74dd7d83751d1357d6a8c323fcf4038962"), "FCN-8s on PASCAL VOC",
+               format="caffe", kind="fcn8s", classes=PASCAL_CLASSES),
     RemoteFile("fcn8s-atonce-pascal", "fcn8s-atonce-pascal.caffemodel",
                _BERKELEY + "fcn8s-atonce-pascal.caffemodel", None, None,
-               "FCN-8s trained at once on PASCAL VOC; no published size or checksum"),
+               "FCN-8s trained at once on PASCAL VOC" + _UNPUBLISHED,
+               format="caffe", kind="fcn8s-atonce", classes=PASCAL_CLASSES),
 )}
 
 
@@ -113,65 +135,78 @@ def lookup(name) -> RemoteFile:
 
 
 def verify(path, entry: RemoteFile) -> None:
-    """Raise :class:`ChecksumError` unless ``path`` has the entry's size and checksum."""
+    """Check ``path`` against ``entry``: its size, then its checksum or else its contents.
+
+    Raises
+    ------
+    ChecksumError
+        Wrong size or checksum.
+    WrongContentError
+        No checksum, and the file does not read whole as the entry's format and network.
+    """
     path = Path(path)
     size = path.stat().st_size
     if entry.size is not None and size != entry.size:
         raise ChecksumError(f"{entry.filename}: {size} bytes, expected {entry.size}")
-    if entry.checksum is not None:
-        algorithm, expected = entry.checksum
-        digest = hashlib.new(algorithm)
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        if not digest.hexdigest().startswith(expected.lower()):
-            raise ChecksumError(f"{entry.filename}: {algorithm} is {digest.hexdigest()}, "
-                                f"expected {expected}{'...' if len(expected) < 32 else ''}")
+    if entry.checksum is None:
+        _verify_contents(path, entry)
+        return
+    algorithm, expected = entry.checksum
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if not digest.hexdigest().startswith(expected.lower()):
+        raise ChecksumError(f"{entry.filename}: {algorithm} is {digest.hexdigest()}, "
+                            f"expected {expected}{'...' if len(expected) < 32 else ''}")
 
 
-class _Interrupted(Exception):
-    """The connection ended before the whole file arrived (worth resuming)."""
+def _verify_contents(path: Path, entry: RemoteFile):
+    """Read the whole file as ``convert`` would (every array, every shape checked)."""
+    from .convert import convert, detect_format  # noqa: PLC0415 - keeps imports light
+    found = detect_format(path)
+    if found != entry.format:
+        raise WrongContentError(f"{entry.filename}: its bytes are {found or 'no known weight'} "
+                                f"format, expected a {entry.format} file")
+    # Converting is the complete check; the .npz it writes is thrown away (download()
+    # converts the file again under its final name, which the .npz records).
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
+        try:
+            meta = convert(path, Path(tmp) / "check.npz", format=entry.format, width=entry.width)
+        except ValueError as exc:  # the readers' WeightFileError is a ValueError
+            raise WrongContentError(f"{entry.filename}: does not read as {entry.kind} weights "
+                                    f"({exc})") from None
+    if meta["kind"] != entry.kind:
+        raise WrongContentError(f"{entry.filename}: holds {meta['kind']} weights, "
+                                f"expected {entry.kind}")
+    if entry.classes is not None and meta["num_classes"] != entry.classes:
+        raise WrongContentError(f"{entry.filename}: has {meta['num_classes']} classes, "
+                                f"expected {entry.classes}")
 
 
-def _fetch_once(url, part: Path, entry: RemoteFile, progress, timeout):
-    """One HTTP request that appends to (206) or rewrites (200) ``part``."""
-    start = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": "minifcn", **({"Range": f"bytes={start}-"} if start else {})}
+def deadline_from_env():
+    """``$MINIFCN_DOWNLOAD_DEADLINE`` in seconds, or None when unset."""
+    text = os.environ.get(DEADLINE_ENV, "").strip()
+    if not text:
+        return None
     try:
-        # A fresh opener reads the proxy settings of the environment as it is now.
-        opener = urllib.request.build_opener()
-        resp = opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and start:  # nothing left after byte `start`: let verify() judge
-            return
-        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    with resp:
-        content_range = re.match(r"bytes (\d+)-\d+/(\d+)", resp.headers.get("Content-Range", ""))
-        if resp.status == 206:
-            if not (start and content_range and int(content_range[1]) == start):
-                part.unlink(missing_ok=True)  # not the bytes we asked for: start over
-                raise _Interrupted("the server sent an unexpected byte range")
-            mode, total = "ab", int(content_range[2])
-        else:  # the server ignored the Range header (200): start over from byte 0
-            start, mode = 0, "wb"
-            length = resp.headers.get("Content-Length")
-            total = int(length) if length is not None else None
-        if total is not None and entry.size is not None and total != entry.size:
-            raise ChecksumError(f"{entry.filename}: the server offers {total} bytes, "
-                                f"expected {entry.size}")
-        with open(part, mode) as f, tqdm(total=total, initial=start, unit="B", unit_scale=True,
-                                         unit_divisor=1024, desc=entry.filename,
-                                         disable=not progress) as bar:
-            for chunk in iter(lambda: resp.read(CHUNK), b""):
-                f.write(chunk)
-                bar.update(len(chunk))
-    got = part.stat().st_size
-    if total is not None and got < total:  # http.client returns b"" on an early close
-        raise _Interrupted(f"connection closed after {got} of {total} bytes")
+        return positive(float)(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{DEADLINE_ENV}: {exc} (seconds)") from None
 
 
-def fetch(name, dest=None, base_url=None, progress=True, retries=3, timeout=60.0,
-          backoff=1.0) -> Path:
+def _gave_up(url, part: Path, exc, stall) -> str:
+    reason = getattr(exc, "reason", exc)  # a URLError wraps the socket's error
+    if isinstance(reason, TimeoutError):
+        what = (f"nothing received for {stall:g} s (the server stalled or cannot be "
+                "reached); try again later, or allow longer pauses with --stall-timeout SECONDS")
+    else:
+        what = f"download interrupted ({exc})"
+    return f"{url}: {what}" + kept_note(part)
+
+
+def fetch(name, dest=None, base_url=None, progress=True, retries=3, deadline=None,
+          stall_timeout=STALL_TIMEOUT, backoff=1.0) -> Path:
     """Download one registry file into ``dest`` (resuming a ``.part``) and verify it.
 
     Parameters
@@ -182,16 +217,25 @@ def fetch(name, dest=None, base_url=None, progress=True, retries=3, timeout=60.0
     base_url : str or None
         Replaces the URL's folder (default ``$MINIFCN_DOWNLOAD_BASE``, else the real URL).
     retries : int
-        Extra attempts, each resuming where the last one stopped.
+        Extra attempts after a lost or stalled connection, each resuming where the last
+        stopped when the server allows it.
+    deadline : float or None
+        Seconds for the whole fetch; default ``$MINIFCN_DOWNLOAD_DEADLINE``, else the size
+        at 100 kB/s and at least 300 s (:func:`.transfer.default_deadline`).
+    stall_timeout : float
+        Seconds without a byte before a connection is dropped.
     backoff : float
         Seconds before the first retry (doubling after each).
 
     Returns
     -------
     Path
-        The verified file.
+        The verified file. On any failure, Ctrl-C included, nothing is under its name.
     """
     entry = lookup(name)
+    if entry.checksum is None and (entry.format is None or entry.kind is None):
+        raise ValueError(f"{entry.name}: neither a checksum nor a format and kind to verify "
+                         "the download by")
     dest = Path(dest) if dest is not None else cache_dir()
     dest.mkdir(parents=True, exist_ok=True)
     final, part = dest / entry.filename, dest / (entry.filename + ".part")
@@ -199,30 +243,31 @@ def fetch(name, dest=None, base_url=None, progress=True, retries=3, timeout=60.0
         try:
             verify(final, entry)
             return final
-        except ChecksumError:
+        except (ChecksumError, WrongContentError):
             final.unlink()  # stale or damaged: fetch it again
     base = base_url or os.environ.get(BASE_ENV)
     url = base.rstrip("/") + "/" + entry.filename if base else entry.url
+    deadline = deadline if deadline is not None else deadline_from_env()
+    clock = Clock(Target(url, part, entry.filename, entry.size), deadline, stall_timeout)
     for attempt in range(retries + 1):
         try:
-            _fetch_once(url, part, entry, progress, timeout)
+            transfer(clock.target, clock, progress)
             break
         except ChecksumError:
-            part.unlink(missing_ok=True)
+            discard(part)
             raise
-        except (_Interrupted, OSError, http.client.HTTPException) as exc:
+        except (Interrupted, OSError, http.client.HTTPException) as exc:
+            clock.check()  # the watchdog ends a connection at the deadline: say so
             if attempt == retries:
-                have = part.stat().st_size if part.exists() else 0
-                raise DownloadError(
-                    f"{url}: download interrupted ({exc}); {have} bytes kept in {part.name}, "
-                    "run the same command again to resume") from None
-            time.sleep(backoff * 2 ** attempt)
+                raise DownloadError(_gave_up(url, part, exc, stall_timeout)) from None
+            clock.sleep(backoff * 2 ** attempt)
     try:
         verify(part, entry)
-    except ChecksumError as exc:
-        part.unlink(missing_ok=True)
-        raise ChecksumError(f"{exc}; the download was deleted") from None
+    except (ChecksumError, WrongContentError) as exc:
+        discard(part)
+        raise type(exc)(f"{exc}; the download from {url} was deleted") from None
     os.replace(part, final)
+    record_path(part).unlink(missing_ok=True)
     return final
 
 

@@ -6,6 +6,8 @@ never imports it.
 import hashlib
 import os
 import pickle
+import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ nn = torch.nn
 from minifcn.npzio import load_npz  # noqa: E402
 from minifcn.preprocess import CAFFE_FCN, TORCHVISION, Preprocessing  # noqa: E402
 from minifcn.weights import UnsafePickleError, WeightFileError, convert, load_torch_file  # noqa: E402
+from fuzz_util import read_or_refuse  # noqa: E402
 from weights_testutil import assert_same_arrays, fcn_arrays, to_torchvision, vgg_arrays  # noqa: E402
 
 FORMATS = {"zip": True, "legacy": False}  # value: _use_new_zipfile_serialization
@@ -130,6 +133,103 @@ def test_truncated_file_is_named_and_leaves_nothing(fmt, tmp_path):
     with pytest.raises(WeightFileError, match="cut.pth"):
         convert(cut, tmp_path / "out.npz")
     assert sorted(tmp_path.iterdir()) == sorted([src, cut])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_integer_and_bool_storages_read_as_before(fmt, tmp_path):
+    sd = {"i64": torch.arange(-3, 3), "i32": torch.arange(-2, 2, dtype=torch.int32),
+          "i16": torch.tensor([-300, 7], dtype=torch.int16),
+          "i8": torch.tensor([-128, 127], dtype=torch.int8),
+          "u8": torch.arange(250, 256, dtype=torch.uint8), "bool": torch.tensor([True, False, True])}
+    torch.save(sd, tmp_path / "ints.pth", _use_new_zipfile_serialization=FORMATS[fmt])
+    got = load_torch_file(tmp_path / "ints.pth")
+    for key, tensor in sd.items():
+        np.testing.assert_array_equal(got[key], tensor.numpy(), err_msg=key)
+        assert got[key].dtype == tensor.numpy().dtype, key
+
+
+def small_state_dict():
+    return {"conv.weight": torch.arange(24, dtype=torch.float32).reshape(2, 3, 2, 2),
+            "conv.bias": torch.tensor([0.5, -1.5]), "half": torch.ones(3, dtype=torch.float16),
+            "t": torch.arange(6.0).reshape(2, 3).t()}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_truncated_at_many_cut_points_is_refused(fmt, tmp_path):
+    full = tmp_path / "full.pth"
+    torch.save(small_state_dict(), full, _use_new_zipfile_serialization=FORMATS[fmt])
+    blob = full.read_bytes()
+    cut = tmp_path / "cut.pth"
+    step = max(1, len(blob) // 200)  # ~200 cuts: into every header, pickle and storage
+    for end in [*range(0, len(blob), step), len(blob) - 1]:
+        cut.write_bytes(blob[:end])
+        assert read_or_refuse(load_torch_file, cut) is None, f"cut at {end} of {len(blob)} loaded"
+
+
+def rezip(members, path, compression=zipfile.ZIP_STORED):
+    """Write ``[(name, bytes), ...]`` as a zip (duplicate names included) and return the path."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile warns about duplicate names
+        with zipfile.ZipFile(path, "w", compression) as zf:
+            for name, data in members:
+                zf.writestr(name, data)
+    return path
+
+
+def torch_zip_members(tmp_path):
+    torch.save(small_state_dict(), tmp_path / "real.pth")
+    with zipfile.ZipFile(tmp_path / "real.pth") as zf:
+        return [(info.filename, zf.read(info)) for info in zf.infolist()]
+
+
+def storage_member(members):
+    return next(i for i, (name, _) in enumerate(members) if "/data/" in name)
+
+
+def with_flag_bit(blob, bit):
+    """The zip ``blob`` with general-purpose flag ``bit`` set in every header."""
+    blob = bytearray(blob)
+    for signature, at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # local, central
+        start = 0
+        while (start := blob.find(signature, start)) >= 0:
+            blob[start + at] |= 1 << bit
+            start += 4
+    return bytes(blob)
+
+
+ZIP_ODDITIES = {
+    "appears twice": lambda m, p: rezip(m + [m[storage_member(m)]], p),
+    "lies outside the archive folder": lambda m, p: rezip(m + [("elsewhere/notes", b"hi")], p),
+    "2 data.pkl files": lambda m, p: rezip(m + [("copy/data.pkl", m[0][1])], p),
+    "is encrypted": lambda m, p: p.write_bytes(with_flag_bit(rezip(m, p).read_bytes(), 0)),
+    "compression method 12": lambda m, p: rezip(m, p, zipfile.ZIP_BZIP2),
+    "data.pkl is 17825792 bytes": lambda m, p: rezip(
+        [(m[0][0], m[0][1] + bytes((17 << 20) - len(m[0][1])))] + m[1:], p, zipfile.ZIP_DEFLATED),
+}
+
+
+@pytest.mark.parametrize("oddity", ZIP_ODDITIES)
+def test_zip_oddities_are_refused(oddity, tmp_path):
+    members = torch_zip_members(tmp_path)
+    assert members[0][0].endswith("/data.pkl")
+    path = tmp_path / "odd.pth"
+    ZIP_ODDITIES[oddity](members, path)
+    with pytest.raises(WeightFileError, match=rf"^odd\.pth: .*{oddity}"):
+        load_torch_file(path)
+    assert read_or_refuse(load_torch_file, path) is None
+
+
+def test_storage_with_a_bad_crc_is_refused(tmp_path):
+    members = torch_zip_members(tmp_path)
+    i = storage_member(members)
+    name, data = members[i]
+    path = rezip(members, tmp_path / "crc.pth")
+    blob = bytearray(path.read_bytes())
+    at = blob.index(data, blob.index(name.encode()))  # the member's bytes, after its header
+    blob[at] ^= 0x40
+    path.write_bytes(bytes(blob))
+    with pytest.raises(WeightFileError, match=r"^crc\.pth: .*Bad CRC-32"):
+        load_torch_file(path)
 
 
 # --- numerical parity with torch: the backbone and the convolutionalized classifier --------

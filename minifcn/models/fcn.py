@@ -20,7 +20,7 @@ import numpy as np
 from .. import layers as L
 from ..backend import get_array_module, to_device, to_host
 from ..init import bilinear_upsampling_weight
-from ..ops._util import check_input
+from ..ops._util import check_float, check_input
 from .coords import crop_offsets
 from .spec import REFERENCE_PAD, network_specs
 
@@ -53,6 +53,7 @@ class FCN:
         self.num_classes, self.width, self.pad = int(num_classes), float(width), int(pad)
         self.dropout, self.learn_upsampling = float(dropout), bool(learn_upsampling)
         self.dtype = np.dtype(dtype)
+        check_float(self.dtype, type(self).__name__, "dtype")
         self.specs = network_specs(self.variant, self.num_classes, self.width, self.pad)
         self.offsets = crop_offsets(self.specs)
         self.preprocessing = None  # set when weights that expect a preprocessing are loaded

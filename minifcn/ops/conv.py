@@ -32,7 +32,7 @@ import threading
 
 from ..backend import get_array_module
 from ._threads import split_work
-from ._util import accumulate, check_layer_args, conv_output_size, pair
+from ._util import accumulate, check_grad, check_layer_args, conv_output_size, pair
 from .im2col import col2im, im2col
 
 
@@ -261,7 +261,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d"):
     return out, cache
 
 
-def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
+def conv2d_backward(dout, cache, input_grad=True, weight_grad=True, name="conv2d"):
     """Gradients of :func:`conv2d_forward`.
 
     Parameters
@@ -272,6 +272,8 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
         ``False`` skips that gradient and returns ``None`` in its place: the first layer of
         a net needs no image gradient (``dcols`` and ``col2im`` are skipped), a frozen
         weight no weight gradient (nor the columns it is made from).
+    name : str
+        Layer name used in error messages.
 
     Returns
     -------
@@ -295,9 +297,10 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
     """
     x, weight, has_bias, stride, padding = cache
     xp = get_array_module(dout)
-    n, c_out = dout.shape[:2]
-    _, c_in, h, w = x.shape
-    (ph, pw), kernel = padding, weight.shape[2:]
+    n, c_in, h, w = x.shape
+    c_out, (ph, pw), kernel = weight.shape[0], padding, weight.shape[2:]
+    out_hw = [conv_output_size(*axis) for axis in zip((h, w), kernel, stride, padding)]
+    check_grad(dout, (n, c_out, *out_hw), name)
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
     if (input_grad and stride == (1, 1) and c_out <= c_in and kernel != (1, 1)
             and ph < kernel[0] and pw < kernel[1]):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 from ._threads import split_work
-from ._util import check_input, conv_output_size, pair
+from ._util import check_grad, check_input, conv_output_size, pair
 
 
 def _geometry(x, kernel_size, stride, padding, ceil_mode, name):
@@ -149,12 +149,15 @@ def _winners(x_pad, out, offsets, channels=slice(None)):
         yield rows, cols, windows, won[windows]
 
 
-def max_pool2d_backward(dout, cache):
+def max_pool2d_backward(dout, cache, name="max_pool2d"):
     """Route each output gradient to the input pixel that won its window.
 
     Parameters
     ----------
     dout : array, shape (N, C, H_out, W_out)
+    cache : tuple from :func:`max_pool2d_forward`
+    name : str
+        Layer name used in error messages.
 
     Returns
     -------
@@ -166,8 +169,9 @@ def max_pool2d_backward(dout, cache):
     offset at a time, and each offset's slice of ``dx`` gets ``dout`` where it won.
     """
     x_shape, x_pad, out, kernel, (sh, sw), (ph, pw) = cache
+    check_grad(dout, out.shape, name)
     xp = get_array_module(dout)
-    out_h, out_w = dout.shape[2:]
+    out_h, out_w = out.shape[2:]
     offsets = list(_offsets(x_pad.shape, kernel, (sh, sw), (out_h, out_w)))
     # windows that tile the input (stride == kernel, every pixel in a window) cover every
     # pixel exactly once: each offset's slice is written whole, no zero-fill, no accumulation

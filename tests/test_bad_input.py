@@ -129,6 +129,63 @@ def test_the_loss_takes_a_number_as_its_upstream_gradient():
     assert ops.softmax_cross_entropy_backward(np.float64(2.0), cache).shape == scores.shape
 
 
+# --- an empty batch (N = 0) goes through every op and the whole model ----------------------
+
+def test_every_op_takes_an_empty_batch():
+    x = np.zeros((0, 3, 6, 7))
+    expected = {  # (output shape, gradient shapes), the shapes torch gives for N = 0
+        "conv2d": ((0, 4, 3, 4), [(0, 3, 6, 7), (4, 3, 3, 3), (4,)]),
+        "conv2d (stride 1)": ((0, 2, 6, 7), [(0, 3, 6, 7), (2, 3, 3, 3), None]),
+        "conv_transpose2d": ((0, 2, 12, 14), [(0, 3, 6, 7), (3, 2, 3, 3), None]),
+        "conv_transpose2d (bilinear)": ((0, 3, 14, 16), [(0, 3, 6, 7), (3, 3, 4, 4), None]),
+        "max_pool2d": ((0, 3, 3, 4), [(0, 3, 6, 7)]),
+        "relu": ((0, 3, 6, 7), [(0, 3, 6, 7)]),
+        "dropout": ((0, 3, 6, 7), [(0, 3, 6, 7)]),
+        "crop": ((0, 3, 4, 3), [(0, 3, 6, 7)]),
+    }
+    bilinear = np.zeros((3, 3, 4, 4))
+    bilinear[range(3), range(3)] = np.outer([0.25, 0.75, 0.75, 0.25], [0.25, 0.75, 0.75, 0.25])
+    runs = {
+        "conv2d": (ops.conv2d_forward(x, np.ones((4, 3, 3, 3)), np.ones(4), 2, 1),
+                   ops.conv2d_backward),
+        "conv2d (stride 1)": (ops.conv2d_forward(x, np.ones((2, 3, 3, 3)), None, 1, 1),
+                              ops.conv2d_backward),
+        "conv_transpose2d": (ops.conv_transpose2d_forward(x, np.ones((3, 2, 3, 3)), None, 2, 1, 1),
+                             ops.conv_transpose2d_backward),
+        "conv_transpose2d (bilinear)": (ops.conv_transpose2d_forward(x, bilinear, None, 2),
+                                        ops.conv_transpose2d_backward),
+        "max_pool2d": (ops.max_pool2d_forward(x, 2, 2, 0, True), ops.max_pool2d_backward),
+        "relu": (ops.relu_forward(x), ops.relu_backward),
+        "dropout": (ops.dropout_forward(x, 0.5, True, np.random.default_rng(0)),
+                    ops.dropout_backward),
+        "crop": (ops.crop_forward(x, (1, 2), (4, 3)), ops.crop_backward),
+    }
+    for name, ((out, cache), backward) in runs.items():
+        out_shape, grad_shapes = expected[name]
+        assert out.shape == out_shape, name
+        grads = backward(np.zeros(out_shape), cache)
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        for grad, shape in zip(grads, grad_shapes):
+            assert (grad is None) if shape is None else (grad.shape == shape), name
+            if grad is not None:
+                assert not grad.any(), name  # nothing to add up: zeros, like torch's
+    scores, labels = np.zeros((0, 3, 4, 5)), np.zeros((0, 4, 5), np.int64)
+    loss, cache = ops.softmax_cross_entropy_forward(scores, labels)
+    assert loss == 0.0  # no valid pixel: the documented 0 (torch's mean gives nan)
+    assert ops.softmax_cross_entropy_backward(1.0, cache).shape == (0, 3, 4, 5)
+
+
+@pytest.mark.parametrize("variant", ["fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce"])
+def test_a_model_takes_an_empty_batch(variant):
+    model = MODELS[variant](num_classes=3, width=1 / 64).train()
+    scores = model(np.zeros((0, 3, 13, 17), np.float32))
+    assert scores.shape == (0, 3, 13, 17)
+    assert model.backward(np.zeros_like(scores)).shape == (0, 3, 13, 17)
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad.shape == p.shape and not p.grad.any(), name
+
+
 # --- unsupported dtypes: one clear message naming the op and float32/float64 ----------------
 
 UNSUPPORTED = [np.float16, np.int32, np.uint8, np.complex64, bool]

@@ -5,8 +5,8 @@ even for the full-width network at 500x500.
 """
 from __future__ import annotations
 
-from ..ops._util import conv_output_size, transposed_output_size
-from .coords import coordinate_maps, crop_offsets, receptive_fields
+from ..errors import UsageError
+from .coords import blob_sides, coordinate_maps, crop_offsets, receptive_fields, smallest_input
 from .spec import REFERENCE_PAD, VARIANTS, network_specs
 
 
@@ -14,35 +14,62 @@ def blob_rows(variant, height, width, num_classes=21, net_width=1.0, pad=REFEREN
     """One dict per layer: name, op, shape (C, H, W), params, flops, rf, map, offset.
 
     FLOPs count a multiply-add as 2 (convolutions and transposed convolutions only).
+
+    Raises
+    ------
+    UsageError
+        When the input is smaller than the network accepts with this ``pad``, or ``pad`` is
+        too small for the crops; the message names the least size or pad.
     """
-    specs = network_specs(variant, num_classes, net_width, pad)
+    specs = _checked_specs(variant, num_classes, net_width, pad)
     maps, fields, offsets = coordinate_maps(specs), receptive_fields(specs), crop_offsets(specs)
-    shapes = {"data": (3, height, width)}
-    rows = [dict(name="data", op="input", shape=shapes["data"], params=0, flops=0,
+    heights, misfit_h = blob_sides(specs, height, offsets)
+    widths, misfit_w = blob_sides(specs, width, offsets)
+    if misfit_h or misfit_w:
+        least = smallest_input(specs)
+        raise UsageError(f"--size {height}x{width} is too small for {variant} with conv1_1 pad "
+                         f"{pad}: it needs at least {least}x{least} ({misfit_h or misfit_w} has "
+                         f"no room); give a larger --size or a larger --pad")
+    channels = {"data": 3}
+    rows = [dict(name="data", op="input", shape=(3, height, width), params=0, flops=0,
                  rf=1, map=maps["data"], offset=None)]
     for s in specs:
-        c, h, w = shapes[s.bottom[0]]
-        params = flops = 0
-        if s.op in ("conv", "pool"):
-            ceil = s.op == "pool"
-            h, w = (conv_output_size(n, s.kernel, s.stride, s.padding, ceil) for n in (h, w))
-            if s.op == "conv":
-                if h < 1 or w < 1:
-                    raise ValueError(f"{s.name}: a {height}x{width} input leaves no room for the "
-                                     f"{s.kernel}x{s.kernel} kernel (conv1_1 pad {pad} is too small)")
-                params = s.out_channels * s.in_channels * s.kernel ** 2 + s.out_channels
-                flops = 2 * s.out_channels * s.in_channels * s.kernel ** 2 * h * w
-                c = s.out_channels
-        elif s.op == "upscore":
-            flops = 2 * s.in_channels * s.out_channels * s.kernel ** 2 * h * w
-            h, w = (transposed_output_size(n, s.kernel, s.stride, s.padding) for n in (h, w))
+        c, params, flops = channels[s.bottom[0]], 0, 0
+        h, w = heights[s.name], widths[s.name]
+        if s.op == "conv":  # a multiply-add per weight and output pixel
+            params = s.out_channels * s.in_channels * s.kernel ** 2 + s.out_channels
+            flops = 2 * s.out_channels * s.in_channels * s.kernel ** 2 * h * w
+            c = s.out_channels
+        elif s.op == "upscore":  # a multiply-add per weight and *input* pixel
+            inputs = heights[s.bottom[0]] * widths[s.bottom[0]]
+            flops = 2 * s.in_channels * s.out_channels * s.kernel ** 2 * inputs
             params, c = s.in_channels * s.out_channels * s.kernel ** 2, s.out_channels
-        elif s.op == "crop":
-            h, w = shapes[s.bottom[1]][1:]
-        shapes[s.name] = (c, h, w)
+        channels[s.name] = c
         rows.append(dict(name=s.name, op=s.op, shape=(c, h, w), params=params, flops=flops,
                          rf=fields[s.name][0], map=maps[s.name], offset=offsets.get(s.name)))
     return rows
+
+
+def _checked_specs(variant, num_classes, net_width, pad):
+    """The specs, or a UsageError naming the least ``--pad`` that aligns the crops."""
+    specs = network_specs(variant, num_classes, net_width, pad)
+    try:
+        crop_offsets(specs)
+    except ValueError as exc:
+        least = next((p for p in range(pad + 1, pad + 1001) if _aligned(variant, p)), None)
+        if least is None:
+            raise
+        raise UsageError(f"--pad {pad} is too small for {variant}: its crops need conv1_1 pad "
+                         f">= {least}") from exc
+    return specs
+
+
+def _aligned(variant, pad):
+    try:
+        crop_offsets(network_specs(variant, pad=pad))
+    except ValueError:
+        return False
+    return True
 
 
 def _human(n):

@@ -74,14 +74,17 @@ def conv_output_size(size, kernel, stride, padding, ceil_mode=False):
     """Output length of a sliding window along one axis.
 
     ``floor((size + 2*padding - kernel) / stride) + 1`` (or ``ceil`` with ``ceil_mode``),
-    computed in integers. With ``ceil_mode`` the last window may hang off the end; as in Caffe
-    it is dropped when it would start inside the bottom/right padding only.
+    computed in integers. With ``ceil_mode`` the last window may hang off the end, but it
+    must start inside the input: a last window that would start in the bottom/right padding
+    or past the input (a kernel smaller than the stride) holds no pixel and is dropped, as
+    in PyTorch (Caffe drops it only when there is padding, and pools ``-FLT_MAX`` otherwise).
+    Every pooling path takes its output size from here.
     """
     span = size + 2 * padding - kernel
     if ceil_mode:
         # a window may hang off the end, even one longer than the whole input
         out = max(-(-span // stride) + 1, 0)
-        if padding > 0 and (out - 1) * stride >= size + padding:
+        if (out - 1) * stride >= size + padding:  # the last window starts at or past the end
             out -= 1
         return out
     return span // stride + 1 if span >= 0 else 0

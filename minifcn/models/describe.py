@@ -5,6 +5,9 @@ even for the full-width network at 500x500.
 """
 from __future__ import annotations
 
+import argparse
+
+from ..cliargs import non_negative, positive
 from ..errors import UsageError
 from .coords import blob_sides, coordinate_maps, crop_offsets, receptive_fields, smallest_input
 from .spec import REFERENCE_PAD, VARIANTS, network_specs
@@ -100,18 +103,27 @@ def describe(variant, height, width, num_classes=21, net_width=1.0, pad=REFERENC
     return "\n".join(out)
 
 
-def _parse_size(text):
+MAX_SIDE = 1 << 20  # a million pixels a side: far past any image, and the sums stay exact
+
+
+def image_size(text):
+    """An argparse type: ``"HxW"`` (or one number for a square) -> ``(H, W)``, each side 1 to
+    :data:`MAX_SIDE`."""
+    parts = text.lower().split("x")
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
+        sides = [int(p) for p in parts]
     except ValueError:
-        raise ValueError(f"--size must look like 500x500 (HxW), got {text!r}") from None
-    if h < 1 or w < 1:
-        raise ValueError(f"--size must be at least 1x1, got {text!r}")
-    return h, w
+        sides = []
+    if len(sides) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected HxW such as 500x500, got {text!r}")
+    if not all(1 <= n <= MAX_SIDE for n in sides):
+        raise argparse.ArgumentTypeError(f"{text} is out of range: each side must be 1 to "
+                                         f"{MAX_SIDE}")
+    return (sides * 2)[:2]
 
 
 def _cmd_describe(args):
-    h, w = _parse_size(args.size)
+    h, w = args.size
     print(describe(args.variant, h, w, args.num_classes, args.width, args.pad))
     return 0
 
@@ -124,8 +136,12 @@ def add_describe_parser(sub):
                     "field and the affine map from its pixels to input pixels. The crop column "
                     "shows the offsets derived from those maps (5, 9, 31 for FCN-8s).")
     p.add_argument("variant", choices=VARIANTS, help="which network")
-    p.add_argument("--size", default="500x500", help="input HxW (default 500x500)")
-    p.add_argument("--num-classes", type=int, default=21, help="output classes (default 21)")
-    p.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1.0)")
-    p.add_argument("--pad", type=int, default=REFERENCE_PAD, help="conv1_1 padding (default 100)")
+    p.add_argument("--size", type=image_size, default=(500, 500),
+                   help="input HxW, or N for NxN (default 500x500)")
+    p.add_argument("--num-classes", type=positive(int), default=21,
+                   help="output classes (default 21)")
+    p.add_argument("--width", type=positive(float), default=1.0,
+                   help="channel multiplier (default 1.0)")
+    p.add_argument("--pad", type=non_negative(int), default=REFERENCE_PAD,
+                   help="conv1_1 padding (default 100)")
     p.set_defaults(func=_cmd_describe)

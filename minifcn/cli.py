@@ -5,7 +5,8 @@ Every subcommand takes ``--device cpu|gpu`` (default: ``$MINIFCN_DEVICE``, else 
 Errors, from this one place (:func:`main`): an error a user can fix (a bad or missing file, an
 option out of range, no GPU: :class:`~minifcn.errors.MinifcnError`, ``ValueError``,
 ``OSError``) is printed as one line naming the thing and gives exit status 1; a bad option
-caught by the parser gives status 2; Ctrl-C gives 130. Nothing is left half-written. Any
+caught by the parser gives status 2, also in one line (:class:`OneLineParser`); Ctrl-C
+gives 130. Nothing is left half-written. Any
 other exception is a bug and keeps its traceback; ``--debug`` shows the traceback of user
 errors too.
 """
@@ -65,8 +66,16 @@ def _optional_parsers():
     return hooks
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, as every other error of the
+    command: ``minifcn describe: error: argument --pad: ...``, exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="minifcn",
         description="FCN semantic segmentation written by hand in NumPy/CuPy.")
     parser.add_argument("--device", default=None, choices=["cpu", "gpu"],
@@ -82,6 +91,7 @@ def build_parser():
                            help="where arrays live (default: $MINIFCN_DEVICE, else cpu)")
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the traceback of an error too (for bug reports)")
+    parser.commands = sub.choices  # main() lets a command's own parser report its errors
     return parser
 
 
@@ -95,7 +105,10 @@ def user_error_message(exc: BaseException) -> str:
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # reported by the command's parser: "minifcn describe: error: ..."
+        parser.commands.get(args.command, parser).error(
+            f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help()
         return 2

@@ -10,25 +10,24 @@ Every picture is computed, none is drawn by hand: the numbers in the cells come 
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-
-from .viz import (bilinear_figure, conv2d_animation, conv_matrix_figure,
-                  conv_transpose2d_animation, make_concept_figures, not_inverse_figure,
-                  zero_insertion_figure)
 
 DEFAULT_OUT = Path("docs") / "figures"
 
-# file name -> (function, keyword arguments); referenced by docs/transposed-convolution.md
+# file name -> (function of minifcn.viz, keyword arguments); referenced by
+# docs/transposed-convolution.md. Named, not imported: matplotlib takes most of a second to
+# import, and every other command of the CLI would pay it at start-up.
 FIGURES = {
-    "conv_matrix.png": (conv_matrix_figure, {}),
-    "conv2d_k3_s1_p0.gif": (conv2d_animation, {}),
-    "conv_transpose2d_k3_s1_p0.gif": (conv_transpose2d_animation, {}),
-    "conv2d_k3_s2_p1.gif": (conv2d_animation, {"input_hw": (5, 5), "stride": 2, "padding": 1}),
-    "conv_transpose2d_k3_s2_p1.gif": (conv_transpose2d_animation,
+    "conv_matrix.png": ("conv_matrix_figure", {}),
+    "conv2d_k3_s1_p0.gif": ("conv2d_animation", {}),
+    "conv_transpose2d_k3_s1_p0.gif": ("conv_transpose2d_animation", {}),
+    "conv2d_k3_s2_p1.gif": ("conv2d_animation", {"input_hw": (5, 5), "stride": 2, "padding": 1}),
+    "conv_transpose2d_k3_s2_p1.gif": ("conv_transpose2d_animation",
                                       {"input_hw": (3, 3), "stride": 2, "padding": 1}),
-    "zero_insertion.png": (zero_insertion_figure, {}),
-    "not_inverse.png": (not_inverse_figure, {}),
-    "bilinear.png": (bilinear_figure, {}),
+    "zero_insertion.png": ("zero_insertion_figure", {}),
+    "not_inverse.png": ("not_inverse_figure", {}),
+    "bilinear.png": ("bilinear_figure", {}),
 }
 
 
@@ -52,18 +51,18 @@ def make_figures(out_dir=DEFAULT_OUT, names=None):
     unknown = sorted(set(wanted) - set(FIGURES))
     if unknown:
         raise ValueError(f"unknown figure(s) {unknown}; known: {sorted(FIGURES)}")
-    return [Path(function(out_dir / name, **kwargs))
+    viz = importlib.import_module("minifcn.viz")
+    return [Path(getattr(viz, function)(out_dir / name, **kwargs))
             for name, (function, kwargs) in FIGURES.items() if name in wanted]
 
 
 def run_figures(args):
-    """Entry point of ``minifcn figures``; returns the exit status."""
-    try:
-        paths = make_figures(args.out, args.only or None)
-    except ValueError as exc:
-        print(f"minifcn figures: {exc}")
-        return 2
+    """Entry point of ``minifcn figures``; returns the exit status (errors go to
+    :func:`minifcn.cli.main`, which prints them)."""
+    paths = make_figures(args.out, args.only or None)
     if not args.only:  # the concept pages' figures live in a sub-folder of their own
+        from .viz import make_concept_figures
+
         paths += make_concept_figures(Path(args.out) / "concepts")
     for path in paths:
         print(f"{path}  ({path.stat().st_size / 1024:.0f} KB)")

@@ -115,7 +115,7 @@ class Conv2d(Layer):
         """``input_grad=False`` (a net's first layer) skips the gradient of the input and
         returns None; a frozen weight's gradient is never computed."""
         dx, dweight, dbias = conv2d_backward(dout, self.backward_check(), input_grad,
-                                             self.weight.requires_grad)
+                                             self.weight.requires_grad, self.name)
         _store(self.weight, dweight)
         _store(self.bias, dbias)
         return dx
@@ -141,7 +141,7 @@ class ConvTranspose2d(Layer):
     def backward(self, dout, input_grad=True):
         """As :meth:`Conv2d.backward`: frozen upsamplers compute no weight gradient."""
         dx, dweight, dbias = conv_transpose2d_backward(dout, self.backward_check(), input_grad,
-                                                       self.weight.requires_grad)
+                                                       self.weight.requires_grad, self.name)
         _store(self.weight, dweight)
         _store(self.bias, dbias)
         return dx
@@ -170,7 +170,7 @@ class MaxPool2d(Layer):
         self.frozen = self.backward_check() if frozen else None
 
     def backward(self, dout):
-        return max_pool2d_backward(dout, self.backward_check())
+        return max_pool2d_backward(dout, self.backward_check(), self.name)
 
 
 class ReLU(Layer):
@@ -189,7 +189,7 @@ class ReLU(Layer):
     def forward(self, x):
         if self.frozen is not None:
             return x * self.frozen
-        out, self.cache = relu_forward(x, self.inplace, mask=self.keep_cache)
+        out, self.cache = relu_forward(x, self.inplace, mask=self.keep_cache, name=self.name)
         return out
 
     def freeze(self, frozen=True):
@@ -197,7 +197,7 @@ class ReLU(Layer):
 
     def backward(self, dout):
         # in place only when the forward was: then the gradient buffer is the network's own
-        return relu_backward(dout, self.backward_check(), self.inplace)
+        return relu_backward(dout, self.backward_check(), self.inplace, self.name)
 
 
 class Dropout(Layer):
@@ -214,12 +214,12 @@ class Dropout(Layer):
             xp = get_array_module(x)
             if self.rng is None or (xp is not np) != _is_cupy_rng(self.rng):
                 self.rng = xp.random.default_rng(self.seed)
-        out, self.cache = dropout_forward(x, self.p, self.training, self.rng)
+        out, self.cache = dropout_forward(x, self.p, self.training, self.rng, self.name)
         self.cache = ("mask", self.cache)  # wrapped so that "no mask" is not "no forward"
         return out
 
     def backward(self, dout):
-        return dropout_backward(dout, self.backward_check()[1])
+        return dropout_backward(dout, self.backward_check()[1], self.name)
 
 
 class Crop(Layer):
@@ -234,7 +234,7 @@ class Crop(Layer):
         return out
 
     def backward(self, dout):
-        return crop_backward(dout, self.backward_check())
+        return crop_backward(dout, self.backward_check(), self.name)
 
 
 class Scale(Layer):

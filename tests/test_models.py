@@ -227,5 +227,7 @@ def test_describe_command(capsys):
     assert "upscore8      upscore  21 x 568 x 568" in out and "363.1 GFLOP" in out
     assert main(["describe", "fcn32s", "--size", "31x33", "--num-classes", "5", "--width", "0.0625"]) == 0
     assert "score         crop     5 x 31 x 33" in capsys.readouterr().out
-    assert main(["describe", "fcn8s", "--size", "big"]) == 1
-    assert "--size must look like 500x500" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # a usage error, caught by the parser
+        main(["describe", "fcn8s", "--size", "big"])
+    assert exit_info.value.code == 2
+    assert "argument --size: expected HxW such as 500x500, got 'big'" in capsys.readouterr().err

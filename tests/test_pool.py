@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 
 from minifcn.gradcheck import numerical_gradient, rel_error, well_separated
+from minifcn.models.coords import blob_sides
+from minifcn.models.spec import LayerSpec
 from minifcn.ops import (conv_output_size, max_pool2d_backward, max_pool2d_backward_naive,
-                         max_pool2d_forward, max_pool2d_naive)
+                         max_pool2d_forward, max_pool2d_naive, max_pool2d_pinned)
 
 CONFIGS = [  # (shape, kernel, stride, padding, ceil_mode)
     ((2, 3, 7, 9), 2, 2, 0, True),
@@ -81,3 +83,83 @@ def test_overlapping_windows_accumulate_gradient():
     out, cache = max_pool2d_forward(x, 3, 1)
     dx = max_pool2d_backward(np.ones_like(out), cache)
     assert dx[0, 0, 1, 1] == 4.0 and dx.sum() == 4.0
+
+
+# --- ceil rounding never pools an empty window --------------------------------------------
+# A window of a ceil-mode pooling that would hold no pixel (it starts in the padding, or past
+# the input when the kernel is smaller than the stride) is dropped, as PyTorch does.
+
+SWEEP = [(h, w, k, s, p) for h in range(1, 7) for w in (1, 4, 7) for k in range(1, 5)
+         for s in range(1, 5) for p in range(k // 2 + 1)]  # 576 geometries
+
+
+def _distinct(shape, seed):
+    """Values all different (no ties to decide), in a random order."""
+    return np.random.default_rng(seed).permutation(np.arange(np.prod(shape), dtype=np.float64)
+                                                   ).reshape(shape)
+
+
+def test_a_kernel_smaller_than_the_stride_emits_no_empty_window():
+    # 4 pixels, kernel 1, stride 2: windows start at 0 and 2; ceil((4-1)/2)+1 = 3 would add a
+    # third at 4, past the input, where there is nothing to take the maximum of
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    out, cache = max_pool2d_forward(x, 1, 2, 0, ceil_mode=True)
+    np.testing.assert_array_equal(out[0, 0], [[0, 2], [8, 10]])
+    np.testing.assert_array_equal(max_pool2d_naive(x, 1, 2, 0, ceil_mode=True)[0, 0], out[0, 0])
+    dx = max_pool2d_backward(np.ones_like(out), cache)
+    np.testing.assert_array_equal(np.argwhere(dx[0, 0]), [[0, 0], [0, 2], [2, 0], [2, 2]])
+    # 5 pixels, kernel 2, stride 4, pad 1: windows start at -1 and 3; a third at 7 is dropped
+    assert conv_output_size(5, 2, 4, 1, ceil_mode=True) == 2
+    assert conv_output_size(7, 2, 3, 0, ceil_mode=True) == 3  # starts 0, 3, 6: 6 < 7, kept
+
+
+def test_ceil_pooling_matches_torch_and_the_loop_twin_over_a_sweep():
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only cost time here
+    try:
+        checked, refused = _sweep_against(torch)
+    finally:
+        torch.set_num_threads(threads)
+    assert checked > 400 and refused > 0  # the sweep reached both kinds of case
+
+
+def _sweep_against(torch):
+    checked = refused = 0
+    for h, w, k, s, p in SWEEP:
+        x = _distinct((1, 2, h, w), seed=h * 10 + w)
+        tx = torch.tensor(x, requires_grad=True)
+        try:
+            tout = torch.nn.functional.max_pool2d(tx, k, s, p, ceil_mode=True)
+        except RuntimeError:  # torch finds no window (a kernel larger than the padded input)
+            with pytest.raises(ValueError, match="larger than the padded input"):
+                max_pool2d_forward(x, k, s, p, ceil_mode=True)
+            refused += 1
+            continue
+        case = f"{h}x{w} k{k} s{s} p{p}"
+        out, cache = max_pool2d_forward(x, k, s, p, ceil_mode=True)
+        assert np.isfinite(out).all(), case
+        np.testing.assert_array_equal(out, tout.detach().numpy(), err_msg=case)
+        np.testing.assert_array_equal(max_pool2d_naive(x, k, s, p, True), out, err_msg=case)
+        dout = _distinct(out.shape, seed=1) + 1
+        tout.backward(torch.tensor(dout))
+        dx = max_pool2d_backward(dout, cache)
+        np.testing.assert_array_equal(dx, tx.grad.numpy(), err_msg=case)
+        np.testing.assert_array_equal(max_pool2d_backward_naive(dout, x, k, s, p, True), dx,
+                                      err_msg=case)
+        np.testing.assert_array_equal(max_pool2d_pinned(x, cache), out, err_msg=case)
+        checked += 1
+    return checked, refused
+
+
+def test_every_pooling_path_takes_one_output_size():
+    # the size arithmetic of describe and of the crops' geometry is the ops' own
+    for h, w, k, s, p in SWEEP:
+        try:
+            out, _ = max_pool2d_forward(np.zeros((1, 1, h, w)), k, s, p, ceil_mode=True)
+        except ValueError:
+            continue
+        assert out.shape[2:] == (conv_output_size(h, k, s, p, True),
+                                 conv_output_size(w, k, s, p, True))
+        spec = [LayerSpec("pool", "pool", ("data",), kernel=k, stride=s, padding=p)]
+        assert blob_sides(spec, h)[0]["pool"] == out.shape[2]

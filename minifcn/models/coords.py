@@ -14,10 +14,16 @@ Two blobs with the same ``a`` are aligned by cropping the one whose ``b`` is sma
 FCN-8s gets 5 (pool4 against upscore2), 9 (pool3 against upscore_pool4) and 31 (upscore8
 against the image); FCN-16s 5 and 27; FCN-32s 19. Exact fractions are used throughout:
 a 2x2 pooling contributes a half pixel.
+
+The same walk along one axis gives every blob's length for an input of a given size
+(:func:`blob_sides`), and so the smallest input a network accepts (:func:`smallest_input`):
+all of it from the layer specs, with the ops' own size formulas.
 """
 from __future__ import annotations
 
 from fractions import Fraction
+
+from ..ops._util import conv_output_size, transposed_output_size
 
 
 class CoordMap:
@@ -87,9 +93,13 @@ def crop_offsets(specs):
             raise ValueError(f"{spec.name}: cannot align {spec.bottom[0]} ({big}) with "
                              f"{spec.bottom[1]} ({ref}): different scales")
         offset = (ref.shift - big.shift) / big.scale
-        if offset.denominator != 1 or offset < 0:
-            raise ValueError(f"{spec.name}: offset {offset} is not a non-negative whole pixel "
-                             f"({spec.bottom[0]}: {big}, {spec.bottom[1]}: {ref})")
+        where = f"{spec.bottom[0]}: {big}, {spec.bottom[1]}: {ref}"
+        if offset.denominator != 1:
+            raise ValueError(f"{spec.name}: crop offset {offset} is not a whole pixel ({where})")
+        if offset < 0:
+            raise ValueError(f"{spec.name}: crop offset {offset} is negative: {spec.bottom[0]} "
+                             f"starts inside {spec.bottom[1]} and cannot cover it ({where}); "
+                             f"the first layer's padding is too small")
         offsets[spec.name] = int(offset)
     return offsets
 
@@ -115,3 +125,59 @@ def receptive_fields(specs):
         else:
             fields[spec.name] = (rf, jump)
     return fields
+
+
+def blob_sides(specs, side, offsets=None):
+    """Length of every blob along one axis, for an input ``side`` pixels long.
+
+    Parameters
+    ----------
+    specs : list of LayerSpec
+    side : int
+        The input's height (or width).
+    offsets : dict, optional
+        :func:`crop_offsets` of ``specs``, when the caller has them already.
+
+    Returns
+    -------
+    sides : dict of str -> int
+        ``{"data": side, layer name: length}`` for every layer up to the first that has no
+        room.
+    misfit : str or None
+        The first layer that does not fit: one with no output (a convolution's window
+        larger than its padded input), or a crop that reaches past its input. ``None`` when
+        the whole network fits.
+
+    Notes
+    -----
+    Convolutions round down, poolings up (FCN's ceil rounding), exactly as the ops do: the
+    sizes come from the same :func:`~minifcn.ops.conv_output_size`.
+    """
+    offsets = crop_offsets(specs) if offsets is None else offsets
+    sides = {"data": side}
+    for spec in specs:
+        n = sides[spec.bottom[0]]
+        if spec.op in ("conv", "pool"):
+            n = conv_output_size(n, spec.kernel, spec.stride, spec.padding, spec.op == "pool")
+        elif spec.op == "upscore":
+            n = transposed_output_size(n, spec.kernel, spec.stride, spec.padding)
+        elif spec.op == "crop":
+            reference = sides[spec.bottom[1]]
+            if offsets[spec.name] + reference > n:
+                return sides, spec.name
+            n = reference
+        if n < 1:
+            return sides, spec.name
+        sides[spec.name] = n
+    return sides, None
+
+
+def smallest_input(specs, limit=4096):
+    """The smallest input side (height or width) that every layer of ``specs`` accepts.
+
+    Found by trying every side from 1 up with :func:`blob_sides`; ``None`` when nothing up to
+    ``limit`` fits. FCN's reference padding (conv1_1 pad 100) gives 1: every image fits.
+    """
+    offsets = crop_offsets(specs)
+    return next((side for side in range(1, limit + 1)
+                 if blob_sides(specs, side, offsets)[1] is None), None)

@@ -5,8 +5,11 @@ even for the full-width network at 500x500.
 """
 from __future__ import annotations
 
-from ..ops._util import conv_output_size, transposed_output_size
-from .coords import coordinate_maps, crop_offsets, receptive_fields
+import argparse
+
+from ..cliargs import non_negative, positive
+from ..errors import UsageError
+from .coords import blob_sides, coordinate_maps, crop_offsets, receptive_fields, smallest_input
 from .spec import REFERENCE_PAD, VARIANTS, network_specs
 
 
@@ -14,35 +17,62 @@ def blob_rows(variant, height, width, num_classes=21, net_width=1.0, pad=REFEREN
     """One dict per layer: name, op, shape (C, H, W), params, flops, rf, map, offset.
 
     FLOPs count a multiply-add as 2 (convolutions and transposed convolutions only).
+
+    Raises
+    ------
+    UsageError
+        When the input is smaller than the network accepts with this ``pad``, or ``pad`` is
+        too small for the crops; the message names the least size or pad.
     """
-    specs = network_specs(variant, num_classes, net_width, pad)
+    specs = _checked_specs(variant, num_classes, net_width, pad)
     maps, fields, offsets = coordinate_maps(specs), receptive_fields(specs), crop_offsets(specs)
-    shapes = {"data": (3, height, width)}
-    rows = [dict(name="data", op="input", shape=shapes["data"], params=0, flops=0,
+    heights, misfit_h = blob_sides(specs, height, offsets)
+    widths, misfit_w = blob_sides(specs, width, offsets)
+    if misfit_h or misfit_w:
+        least = smallest_input(specs)
+        raise UsageError(f"--size {height}x{width} is too small for {variant} with conv1_1 pad "
+                         f"{pad}: it needs at least {least}x{least} ({misfit_h or misfit_w} has "
+                         f"no room); give a larger --size or a larger --pad")
+    channels = {"data": 3}
+    rows = [dict(name="data", op="input", shape=(3, height, width), params=0, flops=0,
                  rf=1, map=maps["data"], offset=None)]
     for s in specs:
-        c, h, w = shapes[s.bottom[0]]
-        params = flops = 0
-        if s.op in ("conv", "pool"):
-            ceil = s.op == "pool"
-            h, w = (conv_output_size(n, s.kernel, s.stride, s.padding, ceil) for n in (h, w))
-            if s.op == "conv":
-                if h < 1 or w < 1:
-                    raise ValueError(f"{s.name}: a {height}x{width} input leaves no room for the "
-                                     f"{s.kernel}x{s.kernel} kernel (conv1_1 pad {pad} is too small)")
-                params = s.out_channels * s.in_channels * s.kernel ** 2 + s.out_channels
-                flops = 2 * s.out_channels * s.in_channels * s.kernel ** 2 * h * w
-                c = s.out_channels
-        elif s.op == "upscore":
-            flops = 2 * s.in_channels * s.out_channels * s.kernel ** 2 * h * w
-            h, w = (transposed_output_size(n, s.kernel, s.stride, s.padding) for n in (h, w))
+        c, params, flops = channels[s.bottom[0]], 0, 0
+        h, w = heights[s.name], widths[s.name]
+        if s.op == "conv":  # a multiply-add per weight and output pixel
+            params = s.out_channels * s.in_channels * s.kernel ** 2 + s.out_channels
+            flops = 2 * s.out_channels * s.in_channels * s.kernel ** 2 * h * w
+            c = s.out_channels
+        elif s.op == "upscore":  # a multiply-add per weight and *input* pixel
+            inputs = heights[s.bottom[0]] * widths[s.bottom[0]]
+            flops = 2 * s.in_channels * s.out_channels * s.kernel ** 2 * inputs
             params, c = s.in_channels * s.out_channels * s.kernel ** 2, s.out_channels
-        elif s.op == "crop":
-            h, w = shapes[s.bottom[1]][1:]
-        shapes[s.name] = (c, h, w)
+        channels[s.name] = c
         rows.append(dict(name=s.name, op=s.op, shape=(c, h, w), params=params, flops=flops,
                          rf=fields[s.name][0], map=maps[s.name], offset=offsets.get(s.name)))
     return rows
+
+
+def _checked_specs(variant, num_classes, net_width, pad):
+    """The specs, or a UsageError naming the least ``--pad`` that aligns the crops."""
+    specs = network_specs(variant, num_classes, net_width, pad)
+    try:
+        crop_offsets(specs)
+    except ValueError as exc:
+        least = next((p for p in range(pad + 1, pad + 1001) if _aligned(variant, p)), None)
+        if least is None:
+            raise
+        raise UsageError(f"--pad {pad} is too small for {variant}: its crops need conv1_1 pad "
+                         f">= {least}") from exc
+    return specs
+
+
+def _aligned(variant, pad):
+    try:
+        crop_offsets(network_specs(variant, pad=pad))
+    except ValueError:
+        return False
+    return True
 
 
 def _human(n):
@@ -73,18 +103,27 @@ def describe(variant, height, width, num_classes=21, net_width=1.0, pad=REFERENC
     return "\n".join(out)
 
 
-def _parse_size(text):
+MAX_SIDE = 1 << 20  # a million pixels a side: far past any image, and the sums stay exact
+
+
+def image_size(text):
+    """An argparse type: ``"HxW"`` (or one number for a square) -> ``(H, W)``, each side 1 to
+    :data:`MAX_SIDE`."""
+    parts = text.lower().split("x")
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
+        sides = [int(p) for p in parts]
     except ValueError:
-        raise ValueError(f"--size must look like 500x500 (HxW), got {text!r}") from None
-    if h < 1 or w < 1:
-        raise ValueError(f"--size must be at least 1x1, got {text!r}")
-    return h, w
+        sides = []
+    if len(sides) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected HxW such as 500x500, got {text!r}")
+    if not all(1 <= n <= MAX_SIDE for n in sides):
+        raise argparse.ArgumentTypeError(f"{text} is out of range: each side must be 1 to "
+                                         f"{MAX_SIDE}")
+    return (sides * 2)[:2]
 
 
 def _cmd_describe(args):
-    h, w = _parse_size(args.size)
+    h, w = args.size
     print(describe(args.variant, h, w, args.num_classes, args.width, args.pad))
     return 0
 
@@ -97,8 +136,12 @@ def add_describe_parser(sub):
                     "field and the affine map from its pixels to input pixels. The crop column "
                     "shows the offsets derived from those maps (5, 9, 31 for FCN-8s).")
     p.add_argument("variant", choices=VARIANTS, help="which network")
-    p.add_argument("--size", default="500x500", help="input HxW (default 500x500)")
-    p.add_argument("--num-classes", type=int, default=21, help="output classes (default 21)")
-    p.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1.0)")
-    p.add_argument("--pad", type=int, default=REFERENCE_PAD, help="conv1_1 padding (default 100)")
+    p.add_argument("--size", type=image_size, default=(500, 500),
+                   help="input HxW, or N for NxN (default 500x500)")
+    p.add_argument("--num-classes", type=positive(int), default=21,
+                   help="output classes (default 21)")
+    p.add_argument("--width", type=positive(float), default=1.0,
+                   help="channel multiplier (default 1.0)")
+    p.add_argument("--pad", type=non_negative(int), default=REFERENCE_PAD,
+                   help="conv1_1 padding (default 100)")
     p.set_defaults(func=_cmd_describe)

@@ -19,10 +19,15 @@ import numpy as np
 
 from .. import layers as L
 from ..backend import get_array_module, to_device, to_host
+from ..errors import MinifcnError
 from ..init import bilinear_upsampling_weight
-from ..ops._util import check_input
-from .coords import crop_offsets
+from ..ops._util import check_float, check_input
+from .coords import blob_sides, crop_offsets, smallest_input
 from .spec import REFERENCE_PAD, network_specs
+
+
+class ImageTooSmallError(MinifcnError, ValueError):
+    """An input smaller than the network accepts with its conv1_1 padding."""
 
 
 class FCN:
@@ -53,6 +58,7 @@ class FCN:
         self.num_classes, self.width, self.pad = int(num_classes), float(width), int(pad)
         self.dropout, self.learn_upsampling = float(dropout), bool(learn_upsampling)
         self.dtype = np.dtype(dtype)
+        check_float(self.dtype, type(self).__name__, "dtype")
         self.specs = network_specs(self.variant, self.num_classes, self.width, self.pad)
         self.offsets = crop_offsets(self.specs)
         self.preprocessing = None  # set when weights that expect a preprocessing are loaded
@@ -140,6 +146,32 @@ class FCN:
         if x.dtype != dtype:
             raise TypeError(f"{name}: input dtype {x.dtype} differs from the weights' {dtype}; "
                             f"cast the input with x.astype({dtype.name!r})")
+        h, w = x.shape[2:]
+        if not self.accepts(h, w):
+            raise ImageTooSmallError(self._too_small(h, w))
+
+    def accepts(self, height, width, pad=None):
+        """Whether every layer has room for a ``height`` x ``width`` input (with conv1_1
+        padded by ``pad``, this model's padding by default)."""
+        if pad is None:
+            specs, offsets = self.specs, self.offsets
+        else:
+            specs = network_specs(self.variant, self.num_classes, self.width, pad)
+            offsets = crop_offsets(specs)
+        return all(blob_sides(specs, side, offsets)[1] is None for side in (height, width))
+
+    def _too_small(self, h, w):
+        """The message for an input that does not fit: the least size and what to change."""
+        side = h if blob_sides(self.specs, h, self.offsets)[1] else w
+        misfit = blob_sides(self.specs, side, self.offsets)[1]
+        least = smallest_input(self.specs)
+        pad = next((p for p in range(self.pad + 1, self.pad + 1001) if self.accepts(h, w, p)),
+                   None)
+        larger_pad = f", or a model whose conv1_1 pad is at least {pad}" if pad else ""
+        least_size = f"at least {least}x{least}" if least else "larger"
+        return (f"input {h}x{w} is too small for {self.describe_short()}: with conv1_1 pad "
+                f"{self.pad} it needs {least_size} ({misfit} has no room); use a larger "
+                f"image{larger_pad}")
 
     # ------------------------------------------------------------------ modes and parameters
     def __call__(self, x):

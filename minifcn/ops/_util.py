@@ -6,6 +6,9 @@ mistake deep inside a network reads like ``conv3_1: input has 128 channels but w
 """
 from __future__ import annotations
 
+import numpy as np
+
+
 def pair(v, what="value"):
     """Return ``(v, v)`` for an int, or the 2-tuple itself (for ``stride=(2, 1)`` etc.)."""
     if isinstance(v, (tuple, list)):
@@ -16,7 +19,7 @@ def pair(v, what="value"):
 
 
 def check_input(x, name, ndim=4):
-    """Raise unless ``x`` is a floating-point array with ``ndim`` dimensions (NCHW)."""
+    """Raise unless ``x`` is a float32 or float64 array with ``ndim`` dimensions (NCHW)."""
     shape = getattr(x, "shape", None)
     if shape is None:
         raise TypeError(f"{name}: expected an array, got {type(x).__name__}")
@@ -26,10 +29,37 @@ def check_input(x, name, ndim=4):
     check_float(x, name, "input")
 
 
+SUPPORTED_DTYPES = ("float32", "float64")
+
+
 def check_float(a, name, what):
-    """Raise ``TypeError`` unless ``a`` has a floating-point dtype."""
-    if a.dtype.kind != "f":
-        raise TypeError(f"{name}: {what} must be floating point (float32 or float64), got {a.dtype}")
+    """Raise ``TypeError`` unless ``a`` (an array or a dtype) is float32 or float64.
+
+    Other floats are refused too, not only integers and complex numbers: float16 keeps 11
+    bits, so a convolution's sums of thousands of products lose most of their digits (and
+    its range ends at 65504); longdouble differs from machine to machine, and neither BLAS
+    nor CuPy computes in it.
+    """
+    dtype = np.dtype(getattr(a, "dtype", a))
+    if dtype.name not in SUPPORTED_DTYPES:
+        raise TypeError(f"{name}: {what} must be floating point, float32 or float64; got {dtype}")
+
+
+def check_grad(dout, expected_shape, name):
+    """Raise unless ``dout``, the gradient arriving at an op's output, fits that output.
+
+    Every backward calls this first: a gradient of another shape would otherwise be
+    broadcast, cropped or padded into a wrong answer without a word (a crop's backward
+    pads whatever it is given). ``expected_shape`` is the shape of the forward's output.
+    """
+    shape = getattr(dout, "shape", None)
+    if shape is None:
+        raise TypeError(f"{name}: the upstream gradient must be an array, "
+                        f"got {type(dout).__name__}")
+    if tuple(shape) != tuple(expected_shape):
+        raise ValueError(f"{name}: the upstream gradient has shape {tuple(shape)} but the "
+                         f"forward's output has shape {tuple(expected_shape)}")
+    check_float(dout, name, "the upstream gradient")
 
 
 def check_same_dtype(name, **arrays):
@@ -44,14 +74,17 @@ def conv_output_size(size, kernel, stride, padding, ceil_mode=False):
     """Output length of a sliding window along one axis.
 
     ``floor((size + 2*padding - kernel) / stride) + 1`` (or ``ceil`` with ``ceil_mode``),
-    computed in integers. With ``ceil_mode`` the last window may hang off the end; as in Caffe
-    it is dropped when it would start inside the bottom/right padding only.
+    computed in integers. With ``ceil_mode`` the last window may hang off the end, but it
+    must start inside the input: a last window that would start in the bottom/right padding
+    or past the input (a kernel smaller than the stride) holds no pixel and is dropped, as
+    in PyTorch (Caffe drops it only when there is padding, and pools ``-FLT_MAX`` otherwise).
+    Every pooling path takes its output size from here.
     """
     span = size + 2 * padding - kernel
     if ceil_mode:
         # a window may hang off the end, even one longer than the whole input
         out = max(-(-span // stride) + 1, 0)
-        if padding > 0 and (out - 1) * stride >= size + padding:
+        if (out - 1) * stride >= size + padding:  # the last window starts at or past the end
             out -= 1
         return out
     return span // stride + 1 if span >= 0 else 0

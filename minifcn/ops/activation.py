@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 from ._threads import split_work
-from ._util import check_float
+from ._util import check_float, check_grad
 
 
-def relu_forward(x, inplace=False, mask=True):
+def relu_forward(x, inplace=False, mask=True, name="relu"):
     """``out = max(x, 0)``.
 
     Parameters
@@ -25,13 +25,15 @@ def relu_forward(x, inplace=False, mask=True):
         nothing else reads ``x`` afterwards, as for a convolution's output in FCN).
     mask : bool
         ``False`` skips the mask (one pass less over memory) when no backward will follow.
+    name : str
+        Layer name used in error messages.
 
     Returns
     -------
     out : array, same shape as ``x`` (``x`` itself when ``inplace``)
     cache : array of bool, the mask ``x > 0``; None with ``mask=False``
     """
-    check_float(x, "relu", "input")
+    check_float(x, name, "input")
     xp = get_array_module(x)
     if x.ndim < 2:
         gate = x > 0 if mask else None
@@ -48,12 +50,15 @@ def relu_forward(x, inplace=False, mask=True):
     return out, gate
 
 
-def relu_backward(dout, cache, inplace=False):
+def relu_backward(dout, cache, inplace=False, name="relu"):
     """``dx = dout * (x > 0)`` (the gradient at exactly 0 is taken as 0).
 
     ``inplace=True`` writes ``dx`` over ``dout`` (fresh memory is costly at FCN's sizes: a
     first touch of 125 MB took 0.3 s on the benchmark machine).
     """
+    if cache is None:
+        raise ValueError(f"{name}: no mask to go back through (the forward ran with mask=False)")
+    check_grad(dout, cache.shape, name)
     xp = get_array_module(dout)
     if dout.ndim < 2:
         return xp.multiply(dout, cache, out=dout if inplace else None)
@@ -76,7 +81,7 @@ def relu_naive(x):
     return out
 
 
-def dropout_forward(x, p=0.5, train=True, rng=None):
+def dropout_forward(x, p=0.5, train=True, rng=None, name="dropout"):
     """Inverted dropout.
 
     Parameters
@@ -89,6 +94,8 @@ def dropout_forward(x, p=0.5, train=True, rng=None):
     rng : Generator
         ``numpy.random.Generator`` (or ``cupy.random.Generator`` for CuPy arrays); seeded by
         the caller so that a run is reproducible.
+    name : str
+        Layer name used in error messages.
 
     Returns
     -------
@@ -96,18 +103,26 @@ def dropout_forward(x, p=0.5, train=True, rng=None):
     cache : array or None
         The scaled keep-mask (``0`` or ``1/(1-p)``), or ``None`` when nothing was dropped.
     """
-    check_float(x, "dropout", "input")
+    check_float(x, name, "input")
     if not 0 <= p < 1:
-        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+        raise ValueError(f"{name}: p must be in [0, 1), got {p}")
     if not train or p == 0:
         return x, None
     if rng is None:
-        raise ValueError("dropout: training mode needs a seeded generator (rng)")
+        raise ValueError(f"{name}: training mode needs a seeded generator (rng)")
     keep = rng.random(x.shape, dtype=x.dtype) >= p
     mask = keep * x.dtype.type(1.0 / (1.0 - p))
     return x * mask, mask
 
 
-def dropout_backward(dout, cache):
-    """The same mask applied to the gradient (identity when nothing was dropped)."""
-    return dout if cache is None else dout * cache
+def dropout_backward(dout, cache, name="dropout"):
+    """The same mask applied to the gradient.
+
+    When nothing was dropped (evaluation, ``p = 0``) the forward was the identity and kept
+    nothing, not even a shape: the gradient passes through as it is, as in PyTorch, where
+    such a dropout leaves no trace in the graph.
+    """
+    if cache is None:
+        return dout
+    check_grad(dout, cache.shape, name)
+    return dout * cache

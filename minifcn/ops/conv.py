@@ -32,7 +32,7 @@ import threading
 
 from ..backend import get_array_module
 from ._threads import split_work
-from ._util import accumulate, check_layer_args, conv_output_size, pair
+from ._util import accumulate, check_grad, check_layer_args, conv_output_size, pair
 from .im2col import col2im, im2col
 
 
@@ -68,7 +68,7 @@ def band_rows(n, k, out_h, out_w, weight_bytes, itemsize):
     output rows take 1.6 MB of columns each: bands of two rows spend more on padding, BLAS
     calls and thread hand-offs than they gain from the cache (docs/performance.md).
     """
-    row_bytes = n * k * out_w * itemsize
+    row_bytes = max(1, n * k * out_w * itemsize)  # an empty batch (N = 0): one band
     rows = max(CHUNK_BYTES, 4 * weight_bytes) // row_bytes
     if rows < MIN_BAND_ROWS:
         rows = min(MIN_BAND_ROWS, 8 * CHUNK_BYTES // row_bytes)
@@ -189,6 +189,8 @@ def conv_weight_grad(dout, cols):
     was up to 30 times slower). cuBLAS does not mind either way.
     """
     c_out, k, length = dout.shape[1], cols.shape[1], dout.shape[2]
+    if dout.shape[0] == 0:  # an empty batch adds nothing up
+        return get_array_module(dout).zeros((c_out, k), dtype=dout.dtype)
     if c_out <= min(k, length):
         dweight_t = cols[0] @ dout[0].T  # (K, L) @ (L, C_out) -> (K, C_out)
         for n in range(1, dout.shape[0]):
@@ -214,7 +216,8 @@ def _multiply_into(out, out_rows, w2d, cols):
     if n == 1:  # the product lands in the output's rows directly, no copy
         get_array_module(out).matmul(w2d, cols[0], out=out[0, :, out_rows].reshape(c_out, -1))
     else:  # one batched product (N small GEMMs in one call), then a copy
-        out[:, :, out_rows] = (w2d @ cols).reshape(n, c_out, -1, out_w)
+        rows = out_rows.stop - out_rows.start  # not -1: N may be 0
+        out[:, :, out_rows] = (w2d @ cols).reshape(n, c_out, rows, out_w)
 
 
 def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d"):
@@ -261,7 +264,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d"):
     return out, cache
 
 
-def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
+def conv2d_backward(dout, cache, input_grad=True, weight_grad=True, name="conv2d"):
     """Gradients of :func:`conv2d_forward`.
 
     Parameters
@@ -272,6 +275,8 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
         ``False`` skips that gradient and returns ``None`` in its place: the first layer of
         a net needs no image gradient (``dcols`` and ``col2im`` are skipped), a frozen
         weight no weight gradient (nor the columns it is made from).
+    name : str
+        Layer name used in error messages.
 
     Returns
     -------
@@ -295,9 +300,10 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
     """
     x, weight, has_bias, stride, padding = cache
     xp = get_array_module(dout)
-    n, c_out = dout.shape[:2]
-    _, c_in, h, w = x.shape
-    (ph, pw), kernel = padding, weight.shape[2:]
+    n, c_in, h, w = x.shape
+    c_out, (ph, pw), kernel = weight.shape[0], padding, weight.shape[2:]
+    out_hw = [conv_output_size(*axis) for axis in zip((h, w), kernel, stride, padding)]
+    check_grad(dout, (n, c_out, *out_hw), name)
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
     if (input_grad and stride == (1, 1) and c_out <= c_in and kernel != (1, 1)
             and ph < kernel[0] and pw < kernel[1]):
@@ -308,7 +314,8 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
         dx_pad = xp.zeros((n, c_in, h + 2 * ph, w + 2 * pw), dtype=dout.dtype)
     bands = column_bands(x, weight, stride, padding, unfold=weight_grad, reuse=True)
     for out_rows, in_rows, cols in bands:
-        d = dout[:, :, out_rows].reshape(n, c_out, -1)  # (N, C_out, band_rows*W_out)
+        length = (out_rows.stop - out_rows.start) * out_hw[1]  # not -1: N may be 0
+        d = dout[:, :, out_rows].reshape(n, c_out, length)  # (N, C_out, band_rows*W_out)
         if weight_grad:
             # (C_out, C_in*kh*kw), kept in the first band's memory order: no transposing copy
             dweight = accumulate(dweight, conv_weight_grad(d, cols))
@@ -381,7 +388,8 @@ def stride1_backward(dout, x, weight, padding, weight_grad=True):
     for rows, _, cols in column_bands(dout, rotated, (1, 1), dout_padding, reuse=True):
         _multiply_into(dx, rows, r2d, cols)  # cols: (N, C_out*kh*kw, band_rows*W)
         if weight_grad:
-            grad = accumulate(grad, conv_weight_grad(x[:, :, rows].reshape(n, c_in, -1), cols))
+            x_band = x[:, :, rows].reshape(n, c_in, (rows.stop - rows.start) * w)  # (N, C_in, L)
+            grad = accumulate(grad, conv_weight_grad(x_band, cols))
     if not weight_grad:
         return dx, None
     return dx, rotated_kernel(grad.reshape(c_in, c_out, kh, kw))  # rotated back

@@ -24,7 +24,7 @@ instead of the column buffer (:mod:`minifcn.ops.separable`).
 from __future__ import annotations
 
 from ..backend import get_array_module
-from ._util import check_layer_args, pair, transposed_output_size
+from ._util import check_grad, check_layer_args, pair, transposed_output_size
 from .conv import conv_weight_grad
 from .im2col import col2im, im2col
 from .separable import separable_factors, separable_upsample_backward, separable_upsample_forward
@@ -87,11 +87,12 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
         matrices = None
     if bias is not None:
         out += bias[:, None, None]
-    cache = (x2d, weight, bias is not None, (sh, sw), (ph, pw), (h, w), matrices)
+    cache = (x2d, weight, bias is not None, (sh, sw), (ph, pw), (h, w), out.shape, matrices)
     return out, cache
 
 
-def conv_transpose2d_backward(dout, cache, input_grad=True, weight_grad=True):
+def conv_transpose2d_backward(dout, cache, input_grad=True, weight_grad=True,
+                              name="conv_transpose2d"):
     """Gradients of :func:`conv_transpose2d_forward`.
 
     Parameters
@@ -100,6 +101,8 @@ def conv_transpose2d_backward(dout, cache, input_grad=True, weight_grad=True):
     input_grad, weight_grad : bool
         ``False`` skips that gradient (``None`` in its place); FCN's fixed bilinear
         upsamplers need no weight gradient.
+    name : str
+        Layer name used in error messages.
 
     Returns
     -------
@@ -107,7 +110,8 @@ def conv_transpose2d_backward(dout, cache, input_grad=True, weight_grad=True):
     dweight : array, shape (C_in, C_out, kh, kw), or None
     dbias : array, shape (C_out,), or None
     """
-    x2d, weight, has_bias, stride, padding, (h, w), matrices = cache
+    x2d, weight, has_bias, stride, padding, (h, w), out_shape, matrices = cache
+    check_grad(dout, out_shape, name)
     xp = get_array_module(dout)
     n, c_in = x2d.shape[:2]
     kh, kw = weight.shape[2:]

@@ -8,7 +8,7 @@ offset from its top-left corner to the size of the smaller one, then summed. The
 from __future__ import annotations
 
 from ..backend import get_array_module
-from ._util import check_input, pair
+from ._util import check_grad, check_input, pair
 
 
 def crop_forward(x, offset, size, name="crop"):
@@ -35,15 +35,15 @@ def crop_forward(x, offset, size, name="crop"):
             f"{name}: window {h}x{w} at offset {(oy, ox)} does not fit in input {tuple(x.shape)}"
         )
     # explicit end indices: x[a:-0] would be empty
-    return x[:, :, oy:oy + h, ox:ox + w], (x.shape, oy, ox)
+    return x[:, :, oy:oy + h, ox:ox + w], (x.shape, oy, ox, (h, w))
 
 
-def crop_backward(dout, cache):
+def crop_backward(dout, cache, name="crop"):
     """Zero-pad the gradient back to the input's shape (cropped pixels get no gradient)."""
     xp = get_array_module(dout)
-    x_shape, oy, ox = cache
+    x_shape, oy, ox, (h, w) = cache
+    check_grad(dout, x_shape[:2] + (h, w), name)
     dx = xp.zeros(x_shape, dtype=dout.dtype)
-    h, w = dout.shape[2:]
     dx[:, :, oy:oy + h, ox:ox + w] = dout
     return dx
 

@@ -12,6 +12,8 @@ the (weighted) count of valid pixels, and wants a learning rate about that many 
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..backend import get_array_module
 from ._util import check_input
 
@@ -82,8 +84,15 @@ def softmax_cross_entropy_forward(scores, labels, ignore_index=255, class_weight
     return loss, cache
 
 
-def softmax_cross_entropy_backward(dloss, cache):
-    """``dscores = dloss * (softmax - onehot) * pixel_weight / normaliser``, shape (N, C, H, W)."""
+def softmax_cross_entropy_backward(dloss, cache, name="softmax_cross_entropy"):
+    """``dscores = dloss * (softmax - onehot) * pixel_weight / normaliser``, shape (N, C, H, W).
+
+    ``dloss`` is the gradient of the scalar loss: a number (1.0 to differentiate the loss
+    itself), or a 0-d array.
+    """
+    if np.ndim(dloss) != 0:
+        raise ValueError(f"{name}: the upstream gradient of the scalar loss must be a number, "
+                         f"got shape {tuple(np.shape(dloss))}")
     xp = get_array_module(cache[0])
     probs, target, scale = cache
     classes = xp.arange(probs.shape[1])[None, :, None, None]

@@ -2,7 +2,10 @@
 
 FCN pools with ``ceil`` rounding: ``H_out = ceil((H + 2*padding - k) / stride) + 1``, so the
 last window may hang off the bottom/right edge; it pools only the pixels that exist. That is
-what keeps every FCN crop in bounds for every input size.
+what keeps every FCN crop in bounds for every input size. A last window that would hold no
+pixel at all (it would start in the padding, or past the input when the kernel is smaller
+than the stride) is dropped, as PyTorch does, so no output is ever ``-inf``: the rule lives
+in :func:`~minifcn.ops.conv_output_size`, and every path here takes its sizes from it.
 
 Implementation: as in im2col, each of the ``kh*kw`` kernel offsets is one strided slice of
 the input, and the output is their running maximum. Where windows reach into the padding the
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 from ._threads import split_work
-from ._util import check_input, conv_output_size, pair
+from ._util import check_grad, check_input, conv_output_size, pair
 
 
 def _geometry(x, kernel_size, stride, padding, ceil_mode, name):
@@ -37,10 +40,11 @@ def _geometry(x, kernel_size, stride, padding, ceil_mode, name):
     h, w = x.shape[2:]
     out_h = conv_output_size(h, kh, sh, ph, ceil_mode)
     out_w = conv_output_size(w, kw, sw, pw, ceil_mode)
-    if out_h < 1 or out_w < 1:  # only in floor mode: ceil keeps a window that hangs off
+    if out_h < 1 or out_w < 1:
+        hint = "" if ceil_mode else "; ceil_mode=True would pool it"
         raise ValueError(
             f"{name}: kernel {kh}x{kw} is larger than the padded input "
-            f"{h + 2 * ph}x{w + 2 * pw} (input {tuple(x.shape)}); ceil_mode=True would pool it"
+            f"{h + 2 * ph}x{w + 2 * pw} (input {tuple(x.shape)}){hint}"
         )
     return kh, kw, sh, sw, ph, pw, out_h, out_w
 
@@ -100,7 +104,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False, 
     Notes
     -----
     ``H_out = floor_or_ceil((H + 2*padding - kh) / stride) + 1``; with ``ceil_mode`` a last
-    window that would start inside the padding is dropped (Caffe's rule).
+    window that would start in the padding or past the input is dropped (PyTorch's rule).
     """
     check_input(x, name)
     kh, kw, sh, sw, ph, pw, out_h, out_w = _geometry(x, kernel_size, stride, padding, ceil_mode, name)
@@ -149,12 +153,15 @@ def _winners(x_pad, out, offsets, channels=slice(None)):
         yield rows, cols, windows, won[windows]
 
 
-def max_pool2d_backward(dout, cache):
+def max_pool2d_backward(dout, cache, name="max_pool2d"):
     """Route each output gradient to the input pixel that won its window.
 
     Parameters
     ----------
     dout : array, shape (N, C, H_out, W_out)
+    cache : tuple from :func:`max_pool2d_forward`
+    name : str
+        Layer name used in error messages.
 
     Returns
     -------
@@ -166,8 +173,9 @@ def max_pool2d_backward(dout, cache):
     offset at a time, and each offset's slice of ``dx`` gets ``dout`` where it won.
     """
     x_shape, x_pad, out, kernel, (sh, sw), (ph, pw) = cache
+    check_grad(dout, out.shape, name)
     xp = get_array_module(dout)
-    out_h, out_w = dout.shape[2:]
+    out_h, out_w = out.shape[2:]
     offsets = list(_offsets(x_pad.shape, kernel, (sh, sw), (out_h, out_w)))
     # windows that tile the input (stride == kernel, every pixel in a window) cover every
     # pixel exactly once: each offset's slice is written whole, no zero-fill, no accumulation

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import tempfile
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -31,6 +32,7 @@ META_KEY = "__meta__"
 # a 16 MB file of deflated zeros could ask for 16 GB.
 MAX_INFLATION = 16
 INFLATION_SLACK = 16 << 20
+READ_CHUNK = 1 << 20  # arrays are read in pieces: no second copy of a 400 MB fc6 in memory
 
 
 def atomic_write(path, write, suffix=".tmp"):
@@ -134,8 +136,9 @@ def load_npz(path):
         except FileFormatError:
             raise
         except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError,
-                ValueError, NotImplementedError, RuntimeError) as exc:
-            # zipfile and numpy's header parser raise all of these for damaged bytes
+                ValueError, NotImplementedError, RuntimeError, tokenize.TokenError) as exc:
+            # zipfile and numpy's header parser raise all of these for damaged bytes (the
+            # parser tokenizes a header that is not a literal: an unclosed bracket ends there)
             raise FileFormatError(f"{path}: not a readable .npz archive ({_brief(exc)})") from None
     return arrays, _meta(arrays, path)
 
@@ -182,8 +185,15 @@ def _read_member(archive, info, path):
         if declared != held:
             raise FileFormatError(f"{where}: header declares shape {shape} of {dtype} "
                                   f"({declared} bytes), but the member holds {held} bytes")
-        member.seek(0)  # read_array parses the header again, and reads what was checked
-        return np.lib.format.read_array(member, allow_pickle=False)
+        array = np.empty(math.prod(shape), dtype)
+        data = array.view(np.uint8)  # the array's bytes, filled in place a chunk at a time
+        for start in range(0, data.size, READ_CHUNK):
+            chunk = data[start:start + READ_CHUNK]
+            if member.readinto(chunk) != chunk.size:
+                raise FileFormatError(f"{where}: ends before its {declared} bytes of data")
+    if fortran_order:
+        return array.reshape(shape[::-1]).transpose()
+    return array.reshape(shape)
 
 
 def _check_dtype(dtype, where):

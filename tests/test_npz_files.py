@@ -73,6 +73,19 @@ def test_unknown_model_kind_is_refused(tmp_path, kind):
     assert "model kind" in message and "fcn8s" in message
 
 
+@pytest.mark.parametrize("kind, pad", [("fcn8s", 68), ("fcn16s", 72), ("fcn32s", 80)])
+def test_padding_too_small_for_the_final_crop(tmp_path, kind, pad):
+    # the final crop starts at 31, 27, 19 for pad 100: one pixel less padding than
+    # 69, 73, 81 would put it before the image (found by fuzzing)
+    path = model_file(tmp_path, kind=kind, pad=pad)
+    assert f"pad={pad} does not fit a {kind} network" in refusal(load_model, path)
+
+
+def test_the_least_padding_that_fits_loads(tmp_path):
+    model = load_model(model_file(tmp_path, pad=81))  # FCN-32s: offset 19 - (100 - 81) = 0
+    assert model.pad == 81 and model.offsets["score"] == 0
+
+
 def test_class_count_disagreeing_with_the_arrays(tmp_path):
     message = refusal(load_model, model_file(tmp_path, num_classes=5))
     assert "num_classes is 5" in message and "score_fr.weight has 3 rows" in message
@@ -97,6 +110,15 @@ def test_npy_header_claiming_a_huge_shape_in_a_tiny_member(tmp_path):
 def test_npy_header_claiming_more_than_its_member_holds(tmp_path):
     path = zip_file(tmp_path / "short.npz", {"w.npy": npy_bytes("<f4", (10,), b"\0" * 8)})
     assert "40 bytes), but the member holds 8 bytes" in refusal(load_npz, path)
+
+
+def test_npy_header_with_an_unclosed_bracket(tmp_path):
+    # numpy's header parser lets tokenize's own error out for this one (found by fuzzing)
+    header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (1, }"
+    header += b" " * (117 - len(header)) + b"\n"
+    member = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + bytes(4)
+    path = zip_file(tmp_path / "bracket.npz", {"w.npy": member})
+    assert "not a readable .npz archive" in refusal(load_npz, path)
 
 
 def test_object_arrays_are_refused_without_unpickling(tmp_path):
@@ -134,6 +156,22 @@ def test_compressed_files_still_load(tmp_path):
     assert meta == {"x": 1}
     for key, value in arrays.items():
         np.testing.assert_array_equal(arrays2[key], value)
+
+
+def test_arrays_read_back_as_numpy_wrote_them(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {"fortran": np.asfortranarray(rng.standard_normal((3, 4, 5))),
+              "big_endian": rng.standard_normal((2, 3)).astype(">f4"),
+              "scalar": np.float32(2.5), "empty": np.zeros((0, 7), np.float32),
+              "text": np.array(["ab", "cde"]), "flags": np.array([True, False]),
+              "large": rng.standard_normal(600_000).astype(np.float32)}  # several read chunks
+    path = tmp_path / "plain.npz"
+    np.savez(path, **arrays)
+    loaded, meta = load_npz(path)
+    assert meta == {} and sorted(loaded) == sorted(arrays)
+    for key, value in arrays.items():
+        assert loaded[key].dtype == value.dtype and loaded[key].shape == np.shape(value), key
+        np.testing.assert_array_equal(loaded[key], value)
 
 
 @pytest.mark.parametrize("record", ["[1, 2]", "[" * 100_000, "{", "3"],

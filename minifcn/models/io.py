@@ -21,7 +21,9 @@ import numpy as np
 from ..errors import FileFormatError
 from ..npzio import load_npz, save_npz
 from ..preprocess import Preprocessing
+from .coords import crop_offsets
 from .fcn import FCN, MODELS
+from .spec import network_specs
 
 FORMAT_VERSION = 1
 # Bounds on what a file may ask for: generous for any real use, far below what would
@@ -103,6 +105,11 @@ def model_config(meta, src="metadata", **overrides):
             raise FileFormatError(f"{src}: {origin} {name}={value!r:.60} is not valid; "
                                   f"expected {expected}")
         config[name] = value
+    try:  # too little padding and the final crop would start before the image
+        crop_offsets(network_specs(kind, config["num_classes"], config["width"], config["pad"]))
+    except ValueError as exc:
+        raise FileFormatError(f"{src}: pad={config['pad']} does not fit a {kind} network "
+                              f"({exc})") from None
     return kind, config
 
 

@@ -202,20 +202,16 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
 
 
 def test_cli_download(server, tmp_path, monkeypatch, capsys):
-    import argparse
-
-    from minifcn.weights.cli import add_download_parser
+    from minifcn.cli import main
     server.files["weights.bin"] = PAYLOAD
     monkeypatch.setitem(REGISTRY, "test-weights", entry_for(PAYLOAD))
-    parser = argparse.ArgumentParser(prog="minifcn")
-    add_download_parser(parser.add_subparsers())
-    args = parser.parse_args(["download", "test-weights", "--dest", str(tmp_path), "--no-convert",
-                              "--base-url", server.base, "--quiet"])
-    assert args.func(args) == 0
+    argv = ["download", "test-weights", "--dest", str(tmp_path), "--no-convert",
+            "--base-url", server.base, "--quiet"]
+    assert main(argv) == 0
     assert (tmp_path / "weights.bin").read_bytes() == PAYLOAD
     assert "downloaded" in capsys.readouterr().out
     server.files["weights.bin"] = b"x" * len(PAYLOAD)
     (tmp_path / "weights.bin").unlink()
-    assert args.func(args) == 1
+    assert main(argv) == 1  # printed by the command line's one error handler
     err = capsys.readouterr().err
     assert err.startswith("minifcn download: error: weights.bin: sha256 is") and err.count("\n") == 1

@@ -198,17 +198,24 @@ def test_nonfinite_weights_are_refused_naming_the_key(tmp_path, bad):
     weight[2, 0, 1, 3] = bad
     path = model_file(tmp_path, arrays={"fc6.weight": weight})
     message = refusal(load_model, path)
-    assert "fc6.weight holds 1 non-finite values" in message and "(2, 0, 1, 3)" in message
+    assert "fc6.weight holds 1 non-finite value" in message and "(2, 0, 1, 3)" in message
     assert "allow_nonfinite" in message
     model = load_model(path, allow_nonfinite=True)  # the opt-out loads it as it is
     np.testing.assert_array_equal(model.state_dict()["fc6.weight"], weight)
+
+
+def test_nonfinite_weights_are_counted(tmp_path):
+    bias = np.zeros(64, np.float32)
+    bias[[7, 9, 40]] = [np.inf, np.nan, -np.inf]
+    message = refusal(load_model, model_file(tmp_path, arrays={"fc7.bias": bias}))
+    assert "fc7.bias holds 3 non-finite values" in message and "first at index (7,)" in message
 
 
 def test_float64_weights_too_large_for_float32_are_refused(tmp_path):
     bias = np.zeros(64)
     bias[5] = 1e300  # finite in the file, inf in the float32 network
     message = refusal(load_model, model_file(tmp_path, arrays={"fc7.bias": bias}))
-    assert "fc7.bias holds 1 non-finite values" in message
+    assert "fc7.bias holds 1 non-finite value" in message
 
 
 @pytest.mark.parametrize("dtype, words", [(np.complex64, "complex numbers"),

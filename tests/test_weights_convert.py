@@ -211,7 +211,7 @@ def test_convert_refuses_nonfinite_weights_naming_the_key(tmp_path, capsys):
     pytest.importorskip("safetensors")
     src = safetensors_source(tmp_path / "nan.safetensors", put_nan)
     with pytest.raises(WeightFileError, match=r"nan\.safetensors: conv3_2\.weight holds 1 "
-                                              r"non-finite values .* at index \(1, 2, 0, 1\)"):
+                                              r"non-finite value .* at index \(1, 2, 0, 1\)"):
         convert(src, tmp_path / "out.npz")
     assert not (tmp_path / "out.npz").exists()
     assert run_cli("convert", str(src), str(tmp_path / "out.npz")) == 1

@@ -247,10 +247,11 @@ def checked_values(arrays: dict, src="weights", dtype=np.float32, allow_nonfinit
         finite = np.isfinite(value)
         if not allow_nonfinite and not finite.all():
             first = tuple(int(i) for i in np.argwhere(~finite)[0])
+            count = int(finite.size - np.count_nonzero(finite))
             raise WeightFileError(
-                f"{src}: {key} holds {int(finite.size - np.count_nonzero(finite))} non-finite "
-                f"values (NaN or inf in {np.dtype(dtype).name}), the first at index {first}; "
-                "refused (allow_nonfinite=True, or convert --allow-nonfinite, accepts them)")
+                f"{src}: {key} holds {count} non-finite value{'s' * (count > 1)} (NaN or inf "
+                f"in {np.dtype(dtype).name}), the first at index {first}; refused "
+                "(allow_nonfinite=True, or convert --allow-nonfinite, accepts them)")
         out[key] = value
     return out
 

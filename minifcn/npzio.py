@@ -180,12 +180,12 @@ def _read_member(archive, info, path):
         _check_dtype(dtype, where)
         if any(isinstance(n, bool) or n < 0 for n in shape):
             raise FileFormatError(f"{where}: header declares an impossible shape {shape}")
-        declared = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
-        held = info.file_size - member.tell()
+        count = math.prod(shape)  # Python ints: no overflow, however large the claim
+        declared, held = count * dtype.itemsize, info.file_size - member.tell()
         if declared != held:
             raise FileFormatError(f"{where}: header declares shape {shape} of {dtype} "
                                   f"({declared} bytes), but the member holds {held} bytes")
-        array = np.empty(math.prod(shape), dtype)
+        array = np.empty(count, dtype)
         data = array.view(np.uint8)  # the array's bytes, filled in place a chunk at a time
         for start in range(0, data.size, READ_CHUNK):
             chunk = data[start:start + READ_CHUNK]

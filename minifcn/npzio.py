@@ -12,14 +12,27 @@ a half-written file under the final name.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+from .errors import FileFormatError
+
 META_KEY = "__meta__"
+# The members of an archive may together declare at most this many uncompressed bytes per
+# byte of file, plus the slack. np.savez stores arrays as they are (1x); deflated float
+# weights shrink by a few percent. Only long runs of zeros compress much better (a freshly
+# zeroed optimizer state), and those sit beside the weights they belong to. Without a bound
+# a 16 MB file of deflated zeros could ask for 16 GB.
+MAX_INFLATION = 16
+INFLATION_SLACK = 16 << 20
+READ_CHUNK = 1 << 20  # arrays are read in pieces: no second copy of a 400 MB fc6 in memory
 
 
 def atomic_write(path, write, suffix=".tmp"):
@@ -90,7 +103,13 @@ def save_npz(path, arrays: dict, meta: dict | None = None, compress: bool = Fals
 
 
 def load_npz(path):
-    """Read a weight file written by :func:`save_npz`.
+    """Read a weight file written by :func:`save_npz`, trusting nothing it says about sizes.
+
+    Before an array is read, its ``.npy`` header (shape and dtype) is checked against the
+    bytes its zip member really holds, so a tiny file cannot make the reader allocate a
+    huge array; the members' declared uncompressed sizes together are bounded by the file's
+    own size (:data:`MAX_INFLATION`); object and structured arrays are refused (the first
+    would need unpickling, the second is never a weight).
 
     Returns
     -------
@@ -102,24 +121,112 @@ def load_npz(path):
     ------
     FileNotFoundError
         If ``path`` does not exist.
-    ValueError
-        If the file is not a readable ``.npz`` archive, or holds object arrays (which would
-        need unpickling and are refused).
+    FileFormatError
+        Naming the file (and the member) when it is not a readable ``.npz`` archive, a
+        header disagrees with its member, or an array has a refused dtype.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"weight file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ValueError(f"{path}: not a readable .npz archive ({exc})") from None
-    except ValueError as exc:  # raised by numpy for object arrays when allow_pickle=False
-        raise ValueError(f"{path}: refused to load ({exc})") from None
-    meta = {}
-    if META_KEY in arrays:
+    with open(path, "rb") as f:  # an unreadable path stays an OSError naming it
         try:
-            meta = json.loads(str(arrays.pop(META_KEY)))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: metadata record is not valid JSON ({exc})") from None
-    return arrays, meta
+            with zipfile.ZipFile(f) as archive:
+                members = _checked_members(archive, path, os.fstat(f.fileno()).st_size)
+                arrays = {name: _read_member(archive, info, path) for name, info in members.items()}
+        except FileFormatError:
+            raise
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError,
+                ValueError, NotImplementedError, RuntimeError, tokenize.TokenError) as exc:
+            # zipfile and numpy's header parser raise all of these for damaged bytes (the
+            # parser tokenizes a header that is not a literal: an unclosed bracket ends there)
+            raise FileFormatError(f"{path}: not a readable .npz archive ({_brief(exc)})") from None
+    return arrays, _meta(arrays, path)
+
+
+def _checked_members(archive, path, file_size):
+    """``{array name: ZipInfo}`` once every member is one np.savez could have written."""
+    members, total = {}, 0
+    for info in archive.infolist():
+        name = info.filename
+        if not name.endswith(".npy"):
+            raise FileFormatError(f"{path}: member {name!r} is not a .npy array")
+        if name[:-4] in members:
+            raise FileFormatError(f"{path}: holds two members named {name!r}")
+        if info.flag_bits & 0x1:
+            raise FileFormatError(f"{path}: member {name!r} is encrypted")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise FileFormatError(f"{path}: member {name!r} uses zip compression method "
+                                  f"{info.compress_type}; np.savez writes only stored or deflated")
+        members[name[:-4]] = info
+        total += info.file_size
+    limit = INFLATION_SLACK + MAX_INFLATION * file_size
+    if total > limit:
+        raise FileFormatError(f"{path}: its members declare {total} uncompressed bytes, more "
+                              f"than {limit} for a file of {file_size} bytes")
+    return members
+
+
+def _read_member(archive, info, path):
+    """One member's array, after its header has been checked against the member's size."""
+    where = f"{path}: member {info.filename!r}"
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(member)
+        else:  # 3.0 exists only for structured dtypes with non-Latin-1 field names
+            raise FileFormatError(f"{where}: .npy format version {version} is not supported")
+        _check_dtype(dtype, where)
+        if any(isinstance(n, bool) or n < 0 for n in shape):
+            raise FileFormatError(f"{where}: header declares an impossible shape {shape}")
+        count = math.prod(shape)  # Python ints: no overflow, however large the claim
+        declared, held = count * dtype.itemsize, info.file_size - member.tell()
+        if declared != held:
+            raise FileFormatError(f"{where}: header declares shape {shape} of {dtype} "
+                                  f"({declared} bytes), but the member holds {held} bytes")
+        array = np.empty(count, dtype)
+        data = array.view(np.uint8)  # the array's bytes, filled in place a chunk at a time
+        for start in range(0, data.size, READ_CHUNK):
+            chunk = data[start:start + READ_CHUNK]
+            if member.readinto(chunk) != chunk.size:
+                raise FileFormatError(f"{where}: ends before its {declared} bytes of data")
+    if fortran_order:
+        return array.reshape(shape[::-1]).transpose()
+    return array.reshape(shape)
+
+
+def _check_dtype(dtype, where):
+    """Refuse the dtypes no weight file holds: objects (pickles) and records."""
+    if dtype.hasobject:
+        raise FileFormatError(f"{where}: holds Python objects (dtype {dtype}), which would "
+                              "need unpickling; refused")
+    if dtype.names is not None or dtype.subdtype is not None or dtype.kind not in "biufcUS":
+        raise FileFormatError(f"{where}: dtype {dtype} is not an array of numbers or text")
+    if dtype.itemsize == 0:  # any shape would fit in no bytes at all
+        raise FileFormatError(f"{where}: dtype {dtype} has elements of 0 bytes")
+
+
+def _meta(arrays, path):
+    """The metadata record popped from ``arrays``: a JSON object, or ``{}`` when absent."""
+    if META_KEY not in arrays:
+        return {}
+    record = arrays.pop(META_KEY)
+    if record.shape != () or record.dtype.kind != "U":
+        raise FileFormatError(f"{path}: metadata {META_KEY} is a {record.dtype} array of shape "
+                              f"{record.shape}, not a JSON string")
+    try:
+        meta = json.loads(str(record))
+    except (ValueError, RecursionError) as exc:  # RecursionError: a hostile nesting depth
+        raise FileFormatError(f"{path}: metadata record is not valid JSON "
+                              f"({_brief(exc)})") from None
+    if not isinstance(meta, dict):
+        raise FileFormatError(f"{path}: metadata record is a JSON {type(meta).__name__}, "
+                              "not an object")
+    return meta
+
+
+def _brief(exc, limit=200):
+    """An exception's text on one line, cut short: some quote a whole corrupt header."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "..."

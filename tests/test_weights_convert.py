@@ -1,5 +1,6 @@
-"""Format detection from bytes, error messages, atomic output, the convert CLI, light imports."""
-import argparse
+"""Format detection from bytes, error messages, atomic output, the convert CLI, light imports;
+non-finite and non-real weights, and an output that is the source itself."""
+import os
 import pickle
 import subprocess
 import sys
@@ -9,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from minifcn.cli import main
+from minifcn.errors import MinifcnError, UsageError
 from minifcn.npzio import save_npz
 from minifcn.weights import WeightFileError, convert, detect_format, load_converted
-from minifcn.weights.cli import add_convert_parser, add_download_parser
-from weights_testutil import assert_same_arrays, vgg_arrays
+from weights_testutil import assert_same_arrays, to_torchvision, vgg_arrays
 
 TORCH_MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -124,21 +126,22 @@ def test_load_converted_round_trip(tmp_path):
 
 
 def run_cli(*argv):
-    parser = argparse.ArgumentParser(prog="minifcn")
-    sub = parser.add_subparsers()
-    add_convert_parser(sub)
-    add_download_parser(sub)
-    args = parser.parse_args(list(argv))
-    return args.func(args)
+    """The whole command line, as a user runs it (errors printed by its one handler)."""
+    return main(list(argv))
+
+
+def one_error_line(capsys, command):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"minifcn {command}: error: "), err
+    assert "Traceback" not in err
+    return err
 
 
 def test_cli_convert_failure_is_one_line(tmp_path, capsys):
     path = tmp_path / "junk.caffemodel"
     path.write_bytes(b"hello, this is not a weight file\n")
     assert run_cli("convert", str(path), str(tmp_path / "o.npz")) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("minifcn convert: error: ")
-    assert "junk.caffemodel" in err and "Traceback" not in err
+    assert "junk.caffemodel" in one_error_line(capsys, "convert")
 
 
 def test_cli_download_list(capsys):
@@ -150,7 +153,7 @@ def test_cli_download_list(capsys):
 
 def test_cli_download_unknown_name(capsys):
     assert run_cli("download", "resnet50") == 1
-    assert "unknown weight file 'resnet50'" in capsys.readouterr().err
+    assert "unknown weight file 'resnet50'" in one_error_line(capsys, "download")
 
 
 def test_import_is_light():
@@ -160,3 +163,99 @@ def test_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1], timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def safetensors_source(path, change=None):
+    """A narrow torchvision VGG16 as safetensors; ``change(arrays)`` edits it first."""
+    from safetensors.numpy import save_file
+    arrays = vgg_arrays()
+    if change is not None:
+        change(arrays)
+    save_file(to_torchvision(arrays), str(path))
+    return path
+
+
+@pytest.mark.parametrize("how", ["same path", "other spelling", "symlink", "hard link"])
+def test_convert_refuses_an_output_that_is_the_source(tmp_path, how):
+    pytest.importorskip("safetensors")
+    src = safetensors_source(tmp_path / "v.safetensors")
+    before = src.read_bytes()
+    dst = {"same path": src, "other spelling": tmp_path / "." / "v.safetensors",
+           "symlink": tmp_path / "link.npz", "hard link": tmp_path / "hard.npz"}[how]
+    if how == "symlink":
+        dst.symlink_to(src)
+    elif how == "hard link":
+        os.link(src, dst)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(UsageError, match="is the file SRC .*v.safetensors itself"):
+        convert(src, dst)
+    assert src.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == names  # nothing written, no temporary
+    assert dst.is_symlink() == (how == "symlink")
+
+
+def test_convert_refuses_an_output_that_is_the_source_on_the_command_line(tmp_path, capsys):
+    pytest.importorskip("safetensors")
+    src = safetensors_source(tmp_path / "v.safetensors")
+    before = src.read_bytes()
+    assert run_cli("convert", str(src), str(src)) == 1
+    assert "writing it would destroy the source" in one_error_line(capsys, "convert")
+    assert src.read_bytes() == before
+
+
+def put_nan(arrays):
+    arrays["conv3_2.weight"][1, 2, 0, 1] = np.nan
+
+
+def test_convert_refuses_nonfinite_weights_naming_the_key(tmp_path, capsys):
+    pytest.importorskip("safetensors")
+    src = safetensors_source(tmp_path / "nan.safetensors", put_nan)
+    with pytest.raises(WeightFileError, match=r"nan\.safetensors: conv3_2\.weight holds 1 "
+                                              r"non-finite value .* at index \(1, 2, 0, 1\)"):
+        convert(src, tmp_path / "out.npz")
+    assert not (tmp_path / "out.npz").exists()
+    assert run_cli("convert", str(src), str(tmp_path / "out.npz")) == 1
+    assert "--allow-nonfinite" in one_error_line(capsys, "convert")
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_convert_allow_nonfinite_writes_them_as_they_are(tmp_path):
+    pytest.importorskip("safetensors")
+    src = safetensors_source(tmp_path / "nan.safetensors", put_nan)
+    assert run_cli("convert", str(src), str(tmp_path / "out.npz"), "--allow-nonfinite") == 0
+    with np.load(tmp_path / "out.npz", allow_pickle=False) as f:  # numpy itself as the reader
+        weight = f["conv3_2.weight"]
+    assert np.isnan(weight[1, 2, 0, 1]) and np.isfinite(weight).sum() == weight.size - 1
+    with pytest.raises(WeightFileError, match="conv3_2.weight holds 1 non-finite"):
+        load_converted(tmp_path / "out.npz")
+    arrays, _ = load_converted(tmp_path / "out.npz", allow_nonfinite=True)
+    assert np.isnan(arrays["conv3_2.weight"][1, 2, 0, 1])
+
+
+def test_convert_complex_weights_get_a_dtype_message(tmp_path):
+    pytest.importorskip("safetensors")
+
+    def complex_bias(arrays):
+        arrays["fc7.bias"] = arrays["fc7.bias"] + 1j
+
+    src = safetensors_source(tmp_path / "c.safetensors", complex_bias)
+    for allow in (False, True):  # not a matter of finiteness: no opt-out drops the imaginary part
+        with pytest.raises(WeightFileError, match=r"c\.safetensors: fc7\.bias has dtype "
+                                                  r"complex64 \(complex numbers\); weights must "
+                                                  r"be real floating-point"):
+            convert(src, tmp_path / "out.npz", allow_nonfinite=allow)
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_convert_without_an_optional_reader_names_the_file_and_the_package(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "h5py", None)  # as if h5py were not installed
+    path = tmp_path / "w.h5"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    with pytest.raises(MinifcnError, match=r"w\.h5: .*needs h5py"):
+        convert(path, tmp_path / "out.npz")
+
+
+def test_convert_width_option_is_range_checked(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run_cli("convert", "a.pth", "b.npz", "--width", "-1")
+    assert exit_.value.code == 2 and "--width" in capsys.readouterr().err

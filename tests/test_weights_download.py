@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from minifcn.cli import main
 from minifcn.npzio import load_npz
 from minifcn.weights import REGISTRY, ChecksumError, DownloadError, RemoteFile, download, fetch
 from minifcn.weights.download import DeadlineError, WrongContentError, cache_dir
@@ -378,8 +379,8 @@ def test_slow_drip_body_hits_the_deadline_cli(server, tmp_path, monkeypatch, cap
     server.drip = 1.0  # a byte per second: no socket timeout ever fires
     monkeypatch.setitem(REGISTRY, "test-weights", entry_for(PAYLOAD))
     started = time.monotonic()
-    status = run_download_command("test-weights", "--dest", str(tmp_path), "--no-convert",
-                                  "--base-url", server.base, "--quiet", "--deadline", "1.5")
+    status = main(["download", "test-weights", "--dest", str(tmp_path), "--no-convert",
+                   "--base-url", server.base, "--quiet", "--deadline", "1.5"])
     assert status == 1 and time.monotonic() - started < 6  # the server drips for 10 s
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -510,32 +511,21 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
     assert str(cache_dir()).endswith(".cache/minifcn")
 
 
-def run_download_command(*argv):
-    """``minifcn download ARGV...`` through the subcommand's own parser; the exit status."""
-    import argparse
-
-    from minifcn.weights.cli import add_download_parser
-    parser = argparse.ArgumentParser(prog="minifcn")
-    add_download_parser(parser.add_subparsers())
-    args = parser.parse_args(["download", *argv])
-    return args.func(args)
-
-
 def test_cli_download(server, tmp_path, monkeypatch, capsys):
     server.files["weights.bin"] = PAYLOAD
     monkeypatch.setitem(REGISTRY, "test-weights", entry_for(PAYLOAD))
-    argv = ["test-weights", "--dest", str(tmp_path), "--no-convert", "--base-url", server.base,
-            "--quiet", "--stall-timeout", "5"]
-    assert run_download_command(*argv) == 0
+    argv = ["download", "test-weights", "--dest", str(tmp_path), "--no-convert",
+            "--base-url", server.base, "--quiet", "--stall-timeout", "5"]
+    assert main(argv) == 0
     assert (tmp_path / "weights.bin").read_bytes() == PAYLOAD
     assert "downloaded" in capsys.readouterr().out
     server.files["weights.bin"] = b"x" * len(PAYLOAD)
     (tmp_path / "weights.bin").unlink()
-    assert run_download_command(*argv) == 1
+    assert main(argv) == 1  # printed by the command line's one error handler
     err = capsys.readouterr().err
     assert err.startswith("minifcn download: error: weights.bin: sha256 is") and err.count("\n") == 1
     for option in ("--deadline", "--stall-timeout"):
         with pytest.raises(SystemExit) as exit_info:
-            run_download_command("test-weights", option, "0")
+            main(["download", "test-weights", option, "0"])
         assert exit_info.value.code == 2
         assert f"argument {option}: 0 is out of range" in capsys.readouterr().err

@@ -4,16 +4,55 @@ The file holds the state dict (``conv1_1.weight``, ..., PyTorch layouts) and a m
 record with what it takes to rebuild the network: variant, num_classes, width, conv1_1
 padding, and the input preprocessing the weights expect. Writes are atomic
 (:mod:`minifcn.npzio`); loading never unpickles.
+
+A model file may come from anywhere, so loading checks it in the order that keeps a tiny
+file from costing much: the archive's headers against its bytes (:func:`~minifcn.npzio.load_npz`),
+each metadata field against its type and a sane range, the arrays against the shapes that
+metadata implies, the values (real, finite floats); only then is a model built.
 """
 from __future__ import annotations
 
+import inspect
+import math
+from pathlib import Path
+
 import numpy as np
 
+from ..errors import FileFormatError
 from ..npzio import load_npz, save_npz
 from ..preprocess import Preprocessing
-from .fcn import MODELS
+from .coords import crop_offsets
+from .fcn import FCN, MODELS
+from .spec import network_specs
 
 FORMAT_VERSION = 1
+# Bounds on what a file may ask for: generous for any real use, far below what would
+# exhaust memory. Width 4 is already 6.6 GB of fc6; conv1_1's padding is 100 in the
+# reference (more buys nothing, and the padded input grows with its square).
+MAX_CLASSES = 65536
+MAX_WIDTH = 4.0
+MAX_PAD = 512
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not 1
+
+
+def _is_real(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+FIELDS = {  # metadata field -> (is a value acceptable, what is expected); NaN fails them all
+    "num_classes": (lambda v: _is_int(v) and 1 <= v <= MAX_CLASSES,
+                    f"an integer from 1 to {MAX_CLASSES}"),
+    "width": (lambda v: _is_real(v) and 0 < v <= MAX_WIDTH,
+              f"a number > 0 and <= {MAX_WIDTH:g} (1 is VGG16)"),
+    "pad": (lambda v: _is_int(v) and 0 <= v <= MAX_PAD,
+            f"an integer from 0 to {MAX_PAD} (100 in the reference)"),
+    "dropout": (lambda v: _is_real(v) and 0 <= v < 1, "a probability >= 0 and < 1"),
+    "learn_upsampling": (lambda v: isinstance(v, bool), "true or false"),
+}
+DEFAULTS = {name: inspect.signature(FCN).parameters[name].default for name in FIELDS}
 
 
 def save_model(model, path, extra=None):
@@ -24,34 +63,117 @@ def save_model(model, path, extra=None):
     return save_npz(path, model.state_dict(), meta)
 
 
-def build_model(meta, **overrides):
-    """Construct the (untrained) model a metadata record describes."""
-    kind = meta.get("kind")
-    if kind not in MODELS:
-        raise ValueError(f"metadata names model kind {kind!r}; expected one of {sorted(MODELS)}"
-                         + (" (VGG16 weights: build an FCN and use copy_params)" if kind and "vgg" in kind else ""))
-    kwargs = {k: meta[k] for k in ("num_classes", "width", "pad", "dropout", "learn_upsampling") if k in meta}
-    kwargs.update(overrides)
-    return MODELS[kind](**kwargs)
+def model_config(meta, src="metadata", **overrides):
+    """The kind and constructor arguments a metadata record asks for, each one checked.
 
+    Parameters
+    ----------
+    meta : dict
+        A model file's metadata record; fields it lacks take the constructor's defaults
+        (:data:`DEFAULTS`).
+    src : str or os.PathLike
+        Named in error messages (the file).
+    **overrides
+        Replace metadata fields (``width=...``); checked the same way.
 
-def load_model(path, device=None, dtype=np.float32, **overrides):
-    """Rebuild and load the model saved at ``path``.
+    Returns
+    -------
+    kind : str
+        A key of :data:`~minifcn.models.fcn.MODELS`.
+    config : dict
+        Every field of :data:`FIELDS`: ``num_classes``, ``width``, ``pad``, ``dropout``,
+        ``learn_upsampling``.
 
     Raises
     ------
-    ValueError
-        If the file is not a model file or its arrays do not fit the model it describes
-        (every bad key listed); nothing is half-loaded.
+    FileFormatError
+        Naming ``src`` and the field, with the value found and the range expected.
     """
-    arrays, meta = load_npz(path)
-    try:
-        model = build_model(meta, dtype=dtype, **overrides)
-        model.load_state_dict(arrays, strict=True)
+    kind = meta.get("kind")
+    if not (isinstance(kind, str) and kind in MODELS):
+        hint = " (VGG16 weights: build an FCN and use copy_params)" if "vgg" in str(kind) else ""
+        raise FileFormatError(f"{src}: metadata names model kind {kind!r:.60}; expected one of "
+                              f"{sorted(MODELS)}{hint}")
+    unknown = set(overrides) - set(FIELDS)
+    if unknown:
+        raise TypeError(f"model_config() got unknown fields {sorted(unknown)}")
+    config = {}
+    for name, (acceptable, expected) in FIELDS.items():
+        value = overrides.get(name, meta.get(name, DEFAULTS[name]))
+        if not acceptable(value):
+            origin = "argument" if name in overrides else "metadata"
+            raise FileFormatError(f"{src}: {origin} {name}={value!r:.60} is not valid; "
+                                  f"expected {expected}")
+        config[name] = value
+    try:  # too little padding and the final crop would start before the image
+        crop_offsets(network_specs(kind, config["num_classes"], config["width"], config["pad"]))
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    if meta.get("preprocessing"):
-        model.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
+        raise FileFormatError(f"{src}: pad={config['pad']} does not fit a {kind} network "
+                              f"({exc})") from None
+    return kind, config
+
+
+def build_model(meta, **overrides):
+    """Construct the (untrained) model a metadata record describes, after checking it
+    (:func:`model_config`). ``overrides`` replace its fields or pass ``dtype`` and ``seed``."""
+    fields = {k: v for k, v in overrides.items() if k in FIELDS}
+    kind, config = model_config(meta, "model", **fields)
+    return MODELS[kind](**config, **{k: v for k, v in overrides.items() if k not in FIELDS})
+
+
+def load_model(path, device=None, dtype=np.float32, allow_nonfinite=False, **overrides):
+    """Rebuild and load the model saved at ``path``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    device : {'cpu', 'gpu'} or None
+    dtype : numpy dtype
+    allow_nonfinite : bool
+        Load NaN and inf weights too (refused by default: one of them turns every output it
+        reaches into NaN); for inspecting the weights of a run that diverged.
+    **overrides
+        Replace metadata fields (``width=...``).
+
+    Raises
+    ------
+    FileFormatError
+        If the file is not a model file, a metadata field is of the wrong type or out of
+        range, its arrays do not fit the model it describes (every bad key listed), or a
+        weight is not a finite real number; nothing is built or half-loaded.
+    """
+    # imported here: the weights package brings the download machinery, which `import
+    # minifcn` does not need
+    from ..weights.layout import checked_values, validate  # noqa: PLC0415
+
+    path = Path(path)
+    arrays, meta = load_npz(path)
+    kind, config = model_config(meta, path, **overrides)
+    found = validate(arrays, kind, path, config["width"])["num_classes"]
+    if found != config["num_classes"]:
+        raise FileFormatError(f"{path}: metadata num_classes is {config['num_classes']}, but "
+                              f"score_fr.weight has {found} rows")
+    preprocessing = _preprocessing(meta.get("preprocessing"), path)
+    arrays = checked_values(arrays, path, dtype, allow_nonfinite)
+    model = MODELS[kind](**config, dtype=dtype)
+    model.load_state_dict(arrays, strict=True)
+    model.preprocessing = preprocessing
     if device is not None:
         model.to(device)
     return model
+
+
+def _preprocessing(record, path):
+    """The input convention of a metadata record (None when absent), checked."""
+    if not record:
+        return None
+    try:
+        spec = Preprocessing.from_dict(record)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise FileFormatError(f"{path}: metadata preprocessing is not an input convention "
+                              f"({exc!r:.120})") from None
+    numbers = (spec.scale, *spec.mean, *(spec.std or ()))
+    if not all(math.isfinite(v) for v in numbers) or spec.scale <= 0 or min(spec.std or [1]) <= 0:
+        raise FileFormatError(f"{path}: metadata preprocessing needs a positive scale and std "
+                              f"and finite numbers; found {spec.describe()}")
+    return spec

@@ -2,22 +2,17 @@
 
 :func:`add_convert_parser` and :func:`add_download_parser` each add one subcommand to an
 ``argparse`` subparsers object and set ``func`` to a callable ``(args) -> exit code``.
-Expected failures (a bad file, a failed download) print one line to stderr, no traceback,
-and return 1.
+Expected failures (a bad file, a failed download) raise the project's errors
+(:mod:`minifcn.errors`), which :func:`minifcn.cli.main` prints as one line with exit status 1.
 """
 from __future__ import annotations
 
-import sys
-
+from ..cliargs import positive
+from ..errors import UsageError
 from ..preprocess import PRESETS, Preprocessing
-from .layout import KINDS, WeightFileError
+from .layout import KINDS
 
 FORMAT_CHOICES = ("auto", "torch", "keras", "caffe", "safetensors")
-
-
-def _fail(command, exc) -> int:
-    print(f"minifcn {command}: error: {exc}", file=sys.stderr)
-    return 1
 
 
 def _describe(meta) -> str:
@@ -36,11 +31,9 @@ def _describe(meta) -> str:
 def run_convert(args) -> int:
     """``minifcn convert SRC DST``."""
     from .convert import convert  # noqa: PLC0415 - imported when the command runs
-    try:
-        meta = convert(args.src, args.dst, format=args.format, variant=args.variant,
-                       preprocessing=args.preprocessing, width=args.width)
-    except (WeightFileError, OSError, ValueError, ImportError) as exc:
-        return _fail("convert", exc)
+    meta = convert(args.src, args.dst, format=args.format, variant=args.variant,
+                   preprocessing=args.preprocessing, width=args.width,
+                   allow_nonfinite=args.allow_nonfinite)
     print(f"wrote {args.dst} from {meta['source']['file']} ({meta['source']['format']})")
     print(_describe(meta))
     if meta["kind"] == "vgg16-notop":
@@ -63,26 +56,29 @@ def add_convert_parser(subparsers):
                    help="force the network kind, e.g. fcn8s-atonce (same layers as fcn8s)")
     p.add_argument("--preprocessing", choices=sorted(PRESETS), default=None,
                    help="override the recorded input convention")
-    p.add_argument("--width", type=float, default=None,
+    p.add_argument("--width", type=positive(float), default=None,
                    help="insist on this channel width (1.0 = full VGG16); default: any")
+    p.add_argument("--allow-nonfinite", action="store_true",
+                   help="write NaN and inf weights too (refused by default, naming the key)")
     p.set_defaults(func=run_convert)
     return p
 
 
 def run_download(args) -> int:
     """``minifcn download NAME``."""
-    from .download import REGISTRY, DownloadError, download  # noqa: PLC0415
+    from .download import REGISTRY, download, lookup  # noqa: PLC0415
     if args.name == "list":
         for entry in REGISTRY.values():
             size = f"{entry.size / 2**20:.0f} MiB" if entry.size else "size unknown"
             print(f"{entry.name:22s} {entry.filename:52s} {size:>12s}  {entry.note}")
         return 0
     try:
-        fetched = download(args.name, args.dest, convert=not args.no_convert,
-                           base_url=args.base_url, progress=not args.quiet,
-                           deadline=args.deadline, stall_timeout=args.stall_timeout)
-    except (KeyError, DownloadError, WeightFileError, OSError, ValueError, ImportError) as exc:
-        return _fail("download", exc.args[0] if isinstance(exc, KeyError) else exc)
+        lookup(args.name)
+    except KeyError as exc:  # an unknown name is the user's mistake; KeyError would quote it
+        raise UsageError(exc.args[0]) from None
+    fetched = download(args.name, args.dest, convert=not args.no_convert,
+                       base_url=args.base_url, progress=not args.quiet,
+                       deadline=args.deadline, stall_timeout=args.stall_timeout)
     print(f"downloaded {fetched.path}")
     if fetched.npz is not None:
         print(f"converted to {fetched.npz}")

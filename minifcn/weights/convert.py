@@ -12,21 +12,25 @@ safetensors     8-byte little-endian header length, then a JSON header starting 
 caffe           a protobuf ``NetParameter``: the first tag is one of its known fields
 ==============  ==========================================================================
 
-Every output is checked against the shapes of the state-dict contract
-(:mod:`.layout`) before anything is written, and written atomically, so a failed conversion
-leaves no output file behind.
+Every output is checked against the shapes of the state-dict contract (:mod:`.layout`)
+and its values (real, finite floats) before anything is written, and written atomically, so
+a failed conversion leaves no output file behind; an output that is the source itself (by
+name or through a link) is refused before anything is read.
 """
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import MinifcnError, UsageError
 from ..npzio import load_npz, save_npz
 from ..preprocess import CAFFE_FCN, CAFFE_VGG, KERAS, TORCHVISION, get_preset
 from . import protobuf_wire as wire
-from .layout import FCN_KINDS, KINDS, WeightFileError, kind_from_keys, validate
+from .layout import FCN_KINDS, KINDS, WeightFileError, checked_values, kind_from_keys, validate
 
 FORMATS = ("torch", "keras", "caffe", "safetensors")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -72,6 +76,13 @@ def sha256_of(path, chunk=1 << 20) -> str:
 
 def _read(path: Path, fmt: str):
     """``(arrays in minifcn names, default preprocessing for VGG, for FCN, at-once hint)``."""
+    try:
+        return _read_format(path, fmt)
+    except ImportError as exc:  # h5py or safetensors missing: the user's to install, not a bug
+        raise MinifcnError(f"{path.name}: {exc}") from None
+
+
+def _read_format(path: Path, fmt: str):
     src = path.name
     if fmt == "torch":
         from .naming import pytorch_state_dict
@@ -107,7 +118,8 @@ def _resolve_kind(arrays, path: Path, variant, atonce_hint):
     return kind
 
 
-def convert(src, dst, format="auto", variant=None, preprocessing=None, width=None) -> dict:
+def convert(src, dst, format="auto", variant=None, preprocessing=None, width=None,
+            allow_nonfinite=False) -> dict:
     """Convert a weight file to a minifcn ``.npz`` (float32 arrays + metadata).
 
     Parameters
@@ -127,6 +139,10 @@ def convert(src, dst, format="auto", variant=None, preprocessing=None, width=Non
         ``vgg16_from_caffe.pth``, Caffe weights in torchvision naming).
     width : float or None
         Insist on a channel width (1.0 = the real VGG16); ``None`` reads it off conv1_1.
+    allow_nonfinite : bool
+        Write NaN and inf weights too; by default they are refused, naming the key (a net
+        with one computes NaN wherever it reaches). Other dtypes than real floats are
+        refused either way: complex weights would lose their imaginary part.
 
     Returns
     -------
@@ -137,6 +153,9 @@ def convert(src, dst, format="auto", variant=None, preprocessing=None, width=Non
     path = Path(src)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    if os.path.exists(dst) and os.path.samefile(path, dst):  # also through a symlink or hard link
+        raise UsageError(f"DST {dst} is the file SRC {path} itself (by name or through a "
+                         "link); writing it would destroy the source: choose another DST")
     if format not in ("auto",) + FORMATS:
         raise ValueError(f"unknown format {format!r}: expected 'auto' or one of {FORMATS}")
     if variant is not None and variant not in KINDS:
@@ -162,13 +181,19 @@ def convert(src, dst, format="auto", variant=None, preprocessing=None, width=Non
         "preprocessing": spec.to_dict(),
         "source": {"file": path.name, "format": fmt, "sha256": sha256_of(path)},
     }
-    out = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
-    save_npz(dst, out, meta)
+    out = checked_values(arrays, path.name, np.float32, allow_nonfinite)
+    save_npz(dst, {k: np.ascontiguousarray(v) for k, v in out.items()}, meta)
     return meta
 
 
-def load_converted(path):
+def load_converted(path, allow_nonfinite=False):
     """Read a converted ``.npz`` back, checking it against the contract again.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    allow_nonfinite : bool
+        Accept NaN and inf weights (refused by default, naming the key).
 
     Returns
     -------
@@ -182,5 +207,8 @@ def load_converted(path):
     if meta.get("minifcn_weights") != FORMAT_VERSION or meta.get("kind") not in KINDS:
         raise WeightFileError(f"{name}: not a converted minifcn weight file (no weights "
                               "metadata); run `minifcn convert` on the original file")
-    validate(arrays, meta["kind"], name, meta.get("width"))
-    return arrays, meta
+    width = meta.get("width")
+    if width is not None and not (type(width) in (int, float) and 0 < width < math.inf):
+        raise WeightFileError(f"{name}: metadata width={width!r:.60} is not a positive number")
+    validate(arrays, meta["kind"], name, width)
+    return checked_values(arrays, name, np.float32, allow_nonfinite), meta

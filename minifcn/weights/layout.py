@@ -205,3 +205,56 @@ def validate(arrays: dict, kind: str, src="weights", width: float | None = None)
             shown += f"; and {len(problems) - 6} more"
         raise WeightFileError(f"{src}: not a valid {kind} state dict (width {width:g}): {shown}")
     return {"width": width, "num_classes": num_classes}
+
+
+def checked_values(arrays: dict, src="weights", dtype=np.float32, allow_nonfinite=False) -> dict:
+    """``arrays`` as ``dtype``, once every one is made of real floating-point numbers that
+    stay finite in ``dtype``.
+
+    Parameters
+    ----------
+    arrays : dict of str -> ndarray
+    src : str
+        File name used in error messages.
+    dtype : numpy dtype
+        What the network computes in (float32; float64 for gradient checks).
+    allow_nonfinite : bool
+        Accept NaN and inf (e.g. to inspect a diverged run's weights). A network with one
+        such weight computes NaN or inf wherever it reaches, so they are refused by default;
+        a finite float64 weight too large for float32 counts as inf.
+
+    Returns
+    -------
+    dict of str -> ndarray
+        The same keys; an array already of ``dtype`` is not copied.
+
+    Raises
+    ------
+    WeightFileError
+        Naming the file and the key: a dtype that is not real floating point (complex,
+        integer, text), or the number of non-finite values and where the first one is.
+    """
+    out = {}
+    for key, value in arrays.items():
+        value = np.asarray(value)
+        if value.dtype.kind != "f":  # casting would drop imaginary parts or invent numbers
+            raise WeightFileError(f"{src}: {key} has dtype {value.dtype} "
+                                  f"({_DTYPE_KINDS.get(value.dtype.kind, 'not numbers')}); "
+                                  "weights must be real floating-point numbers (float16, "
+                                  "float32 or float64)")
+        with np.errstate(over="ignore"):  # overflow to inf is reported just below
+            value = value.astype(dtype, copy=False)
+        finite = np.isfinite(value)
+        if not allow_nonfinite and not finite.all():
+            first = tuple(int(i) for i in np.argwhere(~finite)[0])
+            count = int(finite.size - np.count_nonzero(finite))
+            raise WeightFileError(
+                f"{src}: {key} holds {count} non-finite value{'s' * (count > 1)} (NaN or inf "
+                f"in {np.dtype(dtype).name}), the first at index {first}; refused "
+                "(allow_nonfinite=True, or convert --allow-nonfinite, accepts them)")
+        out[key] = value
+    return out
+
+
+_DTYPE_KINDS = {"c": "complex numbers", "b": "booleans", "i": "integers",
+                "u": "unsigned integers", "U": "text", "S": "bytes"}

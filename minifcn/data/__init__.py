@@ -13,6 +13,7 @@ metrics count. Each one also carries ``num_classes``, ``class_names`` and ``ids`
 ============================  ===============================================================
 """
 from minifcn.data.folders import FolderPairs
+from minifcn.data.imagefile import ImageFileError, read_image
 from minifcn.data.loader import BatchLoader
 from minifcn.data.palette import VOC_CLASSES, colorize, overlay, save_palette_png, voc_colormap
 from minifcn.data.pet import PET_CLASSES, OxfordPet
@@ -25,4 +26,5 @@ __all__ = [
     "VOCSegmentation", "SBDSegmentation", "OxfordPet", "PET_CLASSES", "FolderPairs",
     "VOC_CLASSES", "voc_colormap", "colorize", "overlay", "save_palette_png",
     "random_crop", "center_crop", "random_flip", "BatchLoader",
+    "read_image", "ImageFileError",
 ]

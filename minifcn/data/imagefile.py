@@ -47,10 +47,12 @@ __all__ = ["ImageFileError", "IMAGE_FORMATS", "open_decoded", "orient", "decode_
 
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "GIF", "WEBP", "PPM")  # JPEG includes MPO
 
-# What Pillow raises for bytes it cannot decode, as the fuzz tests found them: SyntaxError
-# ("broken PNG file"), struct.error and EOFError from short headers, and the others from
-# header fields that make no sense (a zero tile size, an index past a table).
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)
+# What Pillow raises for bytes it cannot decode. The fuzz tests met OSError ("image file is
+# truncated", "broken data stream", UnidentifiedImageError), ValueError, SyntaxError ("broken
+# PNG file") and TypeError (a TIFF strip offset stored as a fraction). EOFError and
+# struct.error are what its header parsers raise on short data; Image.open turns them into
+# UnidentifiedImageError, but load() and getexif() do not.
+_DECODE_ERRORS = (OSError, ValueError, TypeError, SyntaxError, EOFError, struct.error)
 
 # EXIF orientation -> (swap rows and columns, then flip rows, then flip columns), from the
 # eight cases of the TIFF/EXIF specification (tag 274): 6 is "turn 90 degrees clockwise".
@@ -216,6 +218,8 @@ def decode_image(path):
         EXIF orientation 1..8, to give to :func:`orient`.
     """
     img, orientation, _ = open_decoded(path, "image")
+    if img.mode == "P" and img.palette is None:  # a PNG without its PLTE chunk
+        raise ImageFileError(f"image {path} is corrupt: a palette image without a palette")
     if img.mode in ("F", "I") or img.mode.startswith("I;16"):
         grey = _intensities(img, path)  # (H, W)
         return np.repeat(grey[:, :, None], 3, axis=2), orientation  # (H, W) -> (H, W, 3)

@@ -81,9 +81,9 @@ def test_voc_errors(voc, tmp_path):
 def test_colour_label_is_rejected(voc):
     _, root, _ = voc
     rgb = np.zeros((16, 16, 3), dtype=np.uint8)
-    rgb[..., 0] = 128  # a label saved as its colours, not its indices
+    rgb[..., 0] = 100  # a colour, and not one of VOC's class colours (those are read back)
     Image.fromarray(rgb).save(root / "SegmentationClass" / "2008_000002.png")
-    with pytest.raises(ValueError, match="not class indices"):
+    with pytest.raises(ValueError, match=r"colour \(100, 0, 0\) .* not one of the 22 label"):
         VOCSegmentation(root, "val")[0]
 
 

@@ -4,6 +4,10 @@ Every dataset is a sequence of ``(image, label)`` pairs: an (H, W, 3) uint8 RGB 
 (H, W) uint8 map of class indices, 255 marking void pixels that neither the loss nor the
 metrics count. Each one also carries ``num_classes``, ``class_names`` and ``ids``.
 
+Files are read by :func:`read_image` and :func:`decode_label` (modules ``imagefile`` and
+``labelfile``): decoded completely, scaled by their real bit depth, turned by their EXIF
+orientation (a label with its image), or refused with one line naming the file.
+
 ============================  ===============================================================
 :class:`SyntheticShapes`      built-in shapes on clutter, generated on demand (the default)
 :class:`VOCSegmentation`      PASCAL VOC2012 (21 classes)
@@ -13,6 +17,8 @@ metrics count. Each one also carries ``num_classes``, ``class_names`` and ``ids`
 ============================  ===============================================================
 """
 from minifcn.data.folders import FolderPairs
+from minifcn.data.imagefile import ImageFileError, read_image
+from minifcn.data.labelfile import decode_label
 from minifcn.data.loader import BatchLoader
 from minifcn.data.palette import VOC_CLASSES, colorize, overlay, save_palette_png, voc_colormap
 from minifcn.data.pet import PET_CLASSES, OxfordPet
@@ -25,4 +31,5 @@ __all__ = [
     "VOCSegmentation", "SBDSegmentation", "OxfordPet", "PET_CLASSES", "FolderPairs",
     "VOC_CLASSES", "voc_colormap", "colorize", "overlay", "save_palette_png",
     "random_crop", "center_crop", "random_flip", "BatchLoader",
+    "read_image", "decode_label", "ImageFileError",
 ]

@@ -1,4 +1,4 @@
-"""What every on-disk dataset reader shares: file checks, image and label reading, the base class.
+"""What every on-disk dataset reader shares: file checks, pairing image and label, the base class.
 
 A reader is a list of (id, image path, label path) triples that are opened only when an item is
 asked for. Every item is ``(image, label)``: an (H, W, 3) uint8 RGB image and an (H, W) uint8
@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+from minifcn.data.imagefile import ImageFileError, decode_image, orient
+from minifcn.data.labelfile import check_label_values, decode_label
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
-__all__ = ["IMAGE_EXTENSIONS", "require_dir", "read_split", "read_image", "read_label_png",
-           "check_same_size", "SegmentationFiles"]
+__all__ = ["IMAGE_EXTENSIONS", "require_dir", "read_split", "check_same_size",
+           "SegmentationFiles"]
 
 
 def require_dir(path, what="folder"):
@@ -44,36 +44,13 @@ def read_split(path):
     return ids
 
 
-def read_image(path):
-    """An image file as an (H, W, 3) uint8 RGB array (greyscale, RGBA and CMYK are converted)."""
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"), dtype=np.uint8)
-
-
-def read_label_png(path):
-    """A label PNG as an (H, W) uint8 array of class indices.
-
-    Palette ("P") PNGs such as VOC's are read as their indices, never as the colours they
-    display. Greyscale PNGs are read as they are. An RGB label is accepted only when its three
-    channels agree (some CamVid copies store indices that way); a coloured RGB label would need
-    a colour-to-class table, so it is rejected.
-    """
-    with Image.open(path) as img:
-        if img.mode in ("P", "L"):
-            return np.asarray(img, dtype=np.uint8)
-        if img.mode in ("I", "I;16"):
-            return np.asarray(img).astype(np.uint8)
-        rgb = np.asarray(img.convert("RGB"))
-    if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 0] == rgb[..., 2]).all():
-        return np.ascontiguousarray(rgb[..., 0])
-    raise ValueError(f"label {path} is a colour ({img.mode}) image, not class indices; "
-                     "save labels as palette or greyscale PNGs holding the class index")
-
-
 def check_same_size(image, label, image_path, label_path):
-    """Raise ValueError naming both files when the label's (H, W) differs from the image's."""
+    """Refuse, naming both files, a label whose (H, W) differs from its image's.
+
+    Both are compared as stored in their files, before any EXIF orientation is applied.
+    """
     if image.shape[:2] != label.shape[:2]:
-        raise ValueError(
+        raise ImageFileError(
             f"label {label_path} is {label.shape[0]}x{label.shape[1]} (HxW) but image "
             f"{image_path} is {image.shape[0]}x{image.shape[1]}; expected the same size")
 
@@ -90,8 +67,20 @@ class SegmentationFiles:
     num_classes : int
     class_names : sequence of str
 
-    Subclasses that store labels in another format override :meth:`read_label`.
+    Subclasses that store labels in another format override :meth:`read_label`; those whose
+    RGB labels are colours set :attr:`label_colours`.
+
+    Notes
+    -----
+    A label's rows and columns are those of its image *as stored*: the image's EXIF
+    orientation turns both (labels drawn with the pixel arrays of the files, as VOC's are,
+    stay on their pixels). A label file with an orientation of its own other than its
+    image's is refused, as is one whose size differs from its image's.
     """
+
+    # How RGB labels are read: None takes only grey (R = G = B) as the index; a dict maps
+    # each (r, g, b) colour to its class.
+    label_colours = None
 
     def __init__(self, ids, image_paths, label_paths, num_classes, class_names):
         self.ids = list(ids)
@@ -110,16 +99,22 @@ class SegmentationFiles:
         return len(self.ids)
 
     def read_label(self, path):
-        """(H, W) uint8 class indices of one label file."""
-        return read_label_png(path)
+        """(H, W) uint8 class indices of one label file, as stored, and its EXIF orientation."""
+        return decode_label(path, self.label_colours)
 
     def __getitem__(self, index):
-        """Item ``index``: ``(image (H, W, 3) uint8 RGB, label (H, W) uint8)``."""
+        """Item ``index``: ``(image (H, W, 3) uint8 RGB, label (H, W) uint8)``, as displayed."""
         image_path, label_path = self.image_paths[index], self.label_paths[index]
-        image = read_image(image_path)
-        label = self.read_label(label_path)
+        image, orientation = decode_image(image_path)
+        label, label_orientation = self.read_label(label_path)
+        if label_orientation not in (1, orientation):
+            raise ImageFileError(
+                f"label {label_path} has EXIF orientation {label_orientation} but image "
+                f"{image_path} has {orientation}; the label would not stay on its pixels "
+                "(remove the label's orientation tag)")
         check_same_size(image, label, image_path, label_path)
-        return image, label
+        check_label_values(label, self.num_classes, label_path)
+        return orient(image, orientation), orient(label, orientation)
 
     def __repr__(self):
         return f"{type(self).__name__}({len(self)} items, {self.num_classes} classes)"

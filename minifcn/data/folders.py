@@ -6,7 +6,8 @@ index 0..11 of 12 classes in every pixel. Any set laid out this way can be read.
 """
 from __future__ import annotations
 
-from minifcn.data.common import IMAGE_EXTENSIONS, SegmentationFiles, read_label_png, require_dir
+from minifcn.data.common import IMAGE_EXTENSIONS, SegmentationFiles, require_dir
+from minifcn.data.labelfile import decode_label
 
 __all__ = ["FolderPairs"]
 
@@ -18,7 +19,8 @@ class FolderPairs(SegmentationFiles):
     ----------
     image_dir, label_dir : path-like
         The two folders. The label of ``image_dir/x.jpg`` is ``label_dir/x.jpg`` if present,
-        else ``label_dir/x.png``.
+        else ``label_dir/x.png``. Labels hold class indices (palette, greyscale, or RGB with
+        R = G = B); a JPEG label is refused when read, its compression having changed them.
     num_classes : int, optional
         Number of classes; when neither it nor ``class_names`` is given it is found by reading
         every label once (largest index other than 255, plus one).
@@ -53,7 +55,7 @@ def _count_classes(label_paths):
     """One more than the largest non-void index over all label files."""
     largest = 0
     for path in label_paths:
-        label = read_label_png(path)
+        label, _ = decode_label(path)
         values = label[label != 255]
         if values.size:
             largest = max(largest, int(values.max()))

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from minifcn.data.common import SegmentationFiles, read_label_png, read_split, require_dir
+from minifcn.data.common import SegmentationFiles, read_split, require_dir
+from minifcn.data.imagefile import ImageFileError
+from minifcn.data.labelfile import decode_label
 
 PET_CLASSES = ("background", "pet")
 
@@ -25,12 +27,13 @@ _TRIMAP_LUT = np.full(256, 255, dtype=np.uint8)
 _TRIMAP_LUT[1], _TRIMAP_LUT[2], _TRIMAP_LUT[3] = 1, 0, 255
 
 
-def trimap_to_label(trimap, path="trimap"):
+def trimap_to_label(trimap, path="(array)"):
     """Map trimap values 1/2/3 to labels 1 (pet) / 0 (background) / 255 (void), (H, W) uint8."""
     trimap = np.asarray(trimap, dtype=np.uint8)
     if not np.isin(trimap, (1, 2, 3)).all():
         found = sorted(set(np.unique(trimap).tolist()) - {1, 2, 3})
-        raise ValueError(f"{path}: trimap values must be 1, 2 or 3, found also {found}")
+        raise ImageFileError(f"trimap {path} holds the values {found}; expected only 1 (pet), "
+                             "2 (background) and 3 (border)")
     return _TRIMAP_LUT[trimap]
 
 
@@ -62,4 +65,5 @@ class OxfordPet(SegmentationFiles):
             num_classes=len(PET_CLASSES), class_names=PET_CLASSES)
 
     def read_label(self, path):
-        return trimap_to_label(read_label_png(path), path)
+        trimap, orientation = decode_label(path)
+        return trimap_to_label(trimap, path), orientation

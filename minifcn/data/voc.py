@@ -5,6 +5,8 @@ Layouts read (as distributed):
 * VOC2012: ``JPEGImages/<id>.jpg``, ``SegmentationClass/<id>.png`` (palette PNG: the pixel
   value is the class index, 255 marks the void border drawn around every object) and
   ``ImageSets/Segmentation/{train,val,trainval}.txt``.
+  Some copies store the labels as their colours (RGB) instead; those are read back through
+  the VOC colour map, and any other colour is refused.
 * SBD (``benchmark_RELEASE/dataset``): ``img/<id>.jpg``, ``cls/<id>.mat`` holding a MATLAB
   struct ``GTcls`` whose field ``Segmentation`` is the (H, W) class map, and
   ``{train,val}.txt``. SBD has no void border.
@@ -20,9 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from minifcn.data.common import SegmentationFiles, read_split
-from minifcn.data.palette import VOC_CLASSES
+from minifcn.data.imagefile import ImageFileError
+from minifcn.data.palette import VOC_CLASSES, voc_colormap
 
-__all__ = ["VOCSegmentation", "SBDSegmentation", "find_voc_root"]
+__all__ = ["VOCSegmentation", "SBDSegmentation", "find_voc_root", "VOC_LABEL_COLOURS"]
+
+# An RGB VOC label: each class colour, and the cream (224, 224, 192) of the void border.
+VOC_LABEL_COLOURS = {tuple(voc_colormap(256)[k].tolist()): k for k in (*range(21), 255)}
 
 
 def find_voc_root(root):
@@ -57,8 +63,11 @@ class VOCSegmentation(SegmentationFiles):
 
     Notes
     -----
-    Items are ``(image (H, W, 3) uint8 RGB, label (H, W) uint8)``.
+    Items are ``(image (H, W, 3) uint8 RGB, label (H, W) uint8)``. Labels are palette PNGs
+    (or greyscale: the value is the index), or RGB in the VOC colours.
     """
+
+    label_colours = VOC_LABEL_COLOURS
 
     def __init__(self, root, split="train", split_file=None):
         self.root = find_voc_root(root)
@@ -76,17 +85,35 @@ class VOCSegmentation(SegmentationFiles):
 def load_sbd_mat(path):
     """The ``GTcls.Segmentation`` class map of an SBD ``cls/*.mat`` file, (H, W) uint8.
 
-    Needs SciPy (``pip install 'minifcn[datasets]'``), imported only here.
+    Needs SciPy (``pip install 'minifcn[datasets]'``), imported only here. A file SciPy cannot
+    read, or a map that is not 2-D or holds a value that is not an integer in 0..255, is
+    refused naming the file (never cast, which would wrap 300 onto class 44).
     """
     try:
         from scipy.io import loadmat  # noqa: PLC0415 - optional dependency
+        from scipy.io.matlab import MatReadError  # noqa: PLC0415
     except ImportError:
         raise ImportError("reading SBD .mat labels needs SciPy: "
                           "pip install scipy (or pip install 'minifcn[datasets]')") from None
-    mat = loadmat(path, squeeze_me=True, struct_as_record=False)
+    with open(path, "rb") as fp:  # a missing file is the OS's error; what follows is the bytes'
+        try:
+            mat = loadmat(fp, squeeze_me=True, struct_as_record=False)
+        except (MatReadError, ValueError, TypeError, OSError, NotImplementedError) as exc:
+            raise ImageFileError(f"label {path} cannot be read as a MATLAB file: "
+                                 f"{' '.join(str(exc).split())}") from None
     if "GTcls" not in mat or not hasattr(mat["GTcls"], "Segmentation"):
-        raise ValueError(f"{path} has no GTcls.Segmentation (is it an SBD cls/*.mat file?)")
-    return np.asarray(mat["GTcls"].Segmentation).astype(np.uint8)
+        raise ImageFileError(f"label {path} has no GTcls.Segmentation "
+                             "(is it an SBD cls/*.mat file?)")
+    label = np.asarray(mat["GTcls"].Segmentation)
+    if label.ndim != 2 or label.dtype.kind not in "uif" or label.size == 0:
+        raise ImageFileError(f"label {path}: GTcls.Segmentation is {label.dtype} of shape "
+                             f"{label.shape}; expected a 2-D map of class indices")
+    bad = ~np.isin(label, np.arange(256))  # also catches NaN and fractions in float maps
+    if bad.any():
+        row, column = np.argwhere(bad)[0].tolist()
+        raise ImageFileError(f"label {path} holds the value {label[row, column]} at row {row}, "
+                             f"column {column}; class indices must be integers in 0..255")
+    return label.astype(np.uint8)
 
 
 class SBDSegmentation(SegmentationFiles):
@@ -119,4 +146,4 @@ class SBDSegmentation(SegmentationFiles):
             num_classes=len(VOC_CLASSES), class_names=VOC_CLASSES)
 
     def read_label(self, path):
-        return load_sbd_mat(path)
+        return load_sbd_mat(path), 1  # a .mat file has no EXIF orientation

@@ -5,26 +5,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.imagefile import read_image
 from ..data.palette import overlay, save_palette_png
 from .evaluate import segment
 
 
-def read_rgb(path):
-    """Read any image Pillow opens as uint8 (H, W, 3) RGB (grayscale, palette, RGBA too)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            if im.mode in ("RGBA", "LA", "P"):
-                # composite transparency on black rather than keeping undefined colour values
-                im = im.convert("RGBA")
-                background = Image.new("RGBA", im.size, (0, 0, 0, 255))
-                im = Image.alpha_composite(background, im)
-            return np.asarray(im.convert("RGB"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"image not found: {path}") from None
-    except UnidentifiedImageError:
-        raise ValueError(f"{path}: not an image Pillow can read") from None
+# One image decoder for the package: 16-bit and float scaling, EXIF orientation, alpha over
+# black, truncated files and decompression bombs refused with one line naming the file.
+read_rgb = read_image
 
 
 def predict_files(model, paths, out_dir):

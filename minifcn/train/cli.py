@@ -166,7 +166,12 @@ def add_predict_parser(sub):
     p = sub.add_parser(
         "predict", help="segment image files: colour mask and overlay PNGs",
         description="Segment each image (any size; RGB, RGBA, grayscale or palette) and write "
-                    "NAME_mask.png (class indices with the VOC palette) and NAME_overlay.png.")
+                    "NAME_mask.png (class indices with the VOC palette) and NAME_overlay.png, "
+                    "NAME being the image's file name without its extension. Inputs that share "
+                    "a NAME (a/cat.png b/cat.png, or cat.png cat.jpg) are told apart in the "
+                    "order given: the first keeps NAME, the next get NAME-2, NAME-3, ... "
+                    "(skipping names of other inputs). Files of these names already in --out "
+                    "are replaced; an output that would replace one of the inputs is refused.")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--weights", help="model file (.npz; default: the shipped checkpoint)")
     p.add_argument("--out", default="minifcn-output/predictions", help="output folder")

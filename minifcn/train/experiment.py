@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cliargs import positive
 from ..data.synthetic import SyntheticShapes
 from .config import preset
 from .demo import TEST_SEED
@@ -77,9 +78,9 @@ def run(iterations, out_dir, width=1 / 16, test_images=200, progress=True):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--iterations", type=int, default=2000, help="training iterations per variant")
+    p.add_argument("--iterations", type=positive(int), default=2000, help="training iterations per variant")
     p.add_argument("--out", default="runs/skips", help="output folder")
-    p.add_argument("--images", type=int, default=200, help="held-out test images")
+    p.add_argument("--images", type=positive(int), default=200, help="held-out test images")
     args = p.parse_args(argv)
     results = run(args.iterations, args.out, test_images=args.images)
     print(f"\n{'variant':<8}{'iterations':>11}{'mean IU':>9}{'pixel acc.':>11}{'boundary acc.':>14}")

@@ -103,3 +103,17 @@ def test_the_demo_api_refuses_a_zero_time_budget(tmp_path):
 
     with pytest.raises(UsageError, match="minutes"):
         run_demo(0, tmp_path, quick=True)  # quick: a check that slipped would cost seconds
+
+
+@pytest.mark.parametrize("argv,names", [
+    (["train", "--resume", "--out", "{tmp}/nothing-here"], ["nothing-here", "no checkpoint.npz"]),
+    (["train", "--preset", "quick", "--init", "{tmp}/missing.npz", "--out", "{tmp}/run"], ["missing.npz"]),
+    (["evaluate", "--weights", "{tmp}/missing.npz"], ["missing.npz"]),
+    (["predict", "{tmp}/missing.png"], ["missing.png"]),
+])
+def test_user_errors_are_one_line_from_main_and_status_1(argv, names, tmp_path, capsys):
+    with np.errstate(over="ignore", invalid="ignore"):  # the diverging run overflows, as it should
+        assert main([a.format(tmp=tmp_path) for a in argv] + (["--quiet"] if argv[0] == "train" else [])) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"minifcn {argv[0]}: error: ") and err.count("\n") == 1
+    assert all(name in err for name in names) and "Traceback" not in err

@@ -2,11 +2,14 @@
 
 Every number is range-checked by its argparse type (:mod:`minifcn.cliargs`), the training
 settings' by the same types that :class:`~minifcn.train.config.TrainConfig` checks, so a bad
-value is a usage error naming the option before anything runs.
+value is a usage error naming the option before anything runs. Errors are not caught here:
+:func:`minifcn.cli.main` prints them, one line each.
 """
 from __future__ import annotations
 
 import argparse
+import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -59,13 +62,15 @@ def add_demo_parser(sub):
                     "in the package with pixel accuracy, mean accuracy, mean IU and frequency-"
                     "weighted IU, (3) write a figure comparing their predictions.")
     p.add_argument("--minutes", type=positive(float), default=4.0, help="training time (default 4)")
-    p.add_argument("--out", default="minifcn-output", help="output folder (default ./minifcn-output)")
+    p.add_argument("--out", default="minifcn-output",
+                   help="output folder (default ./minifcn-output; an earlier demo's files there are replaced)")
     p.add_argument("--quick", action="store_true", help="a few seconds instead of minutes (for tests)")
     p.set_defaults(func=_cmd_demo)
 
 
 def _cmd_train(args):
-    from .trainer import Trainer, TrainingDiverged
+    from .runfolder import refuse_if_taken
+    from .trainer import Trainer
 
     changes = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
     if args.learn_upsampling:
@@ -73,25 +78,26 @@ def _cmd_train(args):
     if args.bias_lr_x2:
         changes["bias_lr_x2"] = True
     out = Path(args.out or f"runs/{args.preset}")
-    try:
-        if args.resume:
-            trainer = Trainer.resume(out, args.device, progress=not args.quiet, **changes)
-            print(f"resuming {out} at iteration {trainer.iteration}")
-        else:
-            if (out / "checkpoint.npz").exists():
-                raise ValueError(f"{out} already holds a run: pass --resume to continue it, "
-                                 f"or choose another --out")
-            config = preset(args.preset).replace(**changes)
-            trainer = Trainer(config, out, args.device, progress=not args.quiet)
-        summary = trainer.run()
-    except TrainingDiverged as exc:
-        print(f"minifcn train: {exc}", file=sys.stderr)
-        return 1
+    if args.resume:
+        trainer = Trainer.resume(out, args.device, progress=not args.quiet, **changes)
+        print(f"resuming {out} at iteration {trainer.iteration}")
+    else:
+        config = preset(args.preset).replace(**changes)
+        if not args.overwrite:
+            refuse_if_taken(out)  # before data and weights are loaded; run() checks again
+        trainer = Trainer(config, out, args.device, progress=not args.quiet, overwrite=args.overwrite)
+    summary = trainer.run()
     val = summary.get("validation") or {}
     print(f"{summary['stopped_by']}: {summary['iterations']} iterations, {summary['seconds']:.0f} s"
           + (f", validation mean IU {val['mean_iu']:.3f}" if val else ""))
     print(f"model: {out / 'model.npz'}   log: {out / 'log.csv'}   curves: {out / 'curves.png'}")
-    return 130 if summary["stopped_by"] == "interrupted" else 0
+    if summary["stopped_by"] != "interrupted":
+        return 0
+    signum = signal.Signals[summary["signal"]]
+    print(f"minifcn train: stopped by {summary['signal']} after iteration {summary['iterations']}; "
+          f"checkpoint saved to {out / 'checkpoint.npz'}; continue with: "
+          f"minifcn train --out {shlex.quote(str(out))} --resume", file=sys.stderr)
+    return 128 + signum  # the shell's status for a process a signal stopped: 130, 143
 
 
 def add_train_parser(sub):
@@ -100,12 +106,17 @@ def add_train_parser(sub):
         "train", help="train an FCN (synthetic shapes or a dataset)",
         description=f"Train from a named preset ({presets}), changing any setting with the "
                     "options below. Writes checkpoint.npz, model.npz, log.csv, summary.json and "
-                    "curves.png into --out. Ctrl-C saves a checkpoint and stops; --resume "
+                    "curves.png into --out, which must not hold another run (see --resume, "
+                    "--overwrite). Ctrl-C or SIGTERM saves a checkpoint and stops; --resume "
                     "continues bit-for-bit.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--preset", default="demo", choices=sorted(PRESETS), help="starting recipe")
     p.add_argument("--out", help="run folder (default runs/PRESET)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the run in --out (options given change its settings, e.g. --lr)")
+    again.add_argument("--overwrite", action="store_true",
+                       help="remove the files of a run already in --out and start a new one")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--learn-upsampling", action="store_true", help="train the upscore layers")
     p.add_argument("--bias-lr-x2", action="store_true", help="biases learn twice as fast")

@@ -4,13 +4,14 @@ Reproducible to the bit: batch ``i`` and the dropout masks of iteration ``i`` de
 ``(seed, i)``, and a checkpoint holds the parameters, the momentum buffers and ``i``, so a run
 resumed from a checkpoint continues exactly as if it had never stopped.
 
-Safe to stop: checkpoints are written atomically; Ctrl-C finishes the current iteration,
-saves and exits; a NaN or infinite loss stops the run with a message naming the iteration
-and leaves the last good checkpoint untouched.
+Safe to stop: checkpoints are written atomically; Ctrl-C or SIGTERM (what ``kill``, a batch
+scheduler or a container stop sends) finishes the current iteration, saves and exits. A new
+run refuses a folder that holds another run unless told to replace it. A NaN or infinite loss
+stops the run with a message naming the iteration and leaves the last good checkpoint
+untouched.
 """
 from __future__ import annotations
 
-import csv
 import json
 import signal
 import time
@@ -19,18 +20,18 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import to_host
-from ..errors import MinifcnError
+from ..errors import FileFormatError, MinifcnError, UsageError
 from ..models import MODELS
-from ..npzio import load_npz, save_npz
+from ..npzio import atomic_write, load_npz, save_npz
 from ..ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from ..preprocess import Preprocessing, preprocess
+from . import runfolder
 from .config import TrainConfig, scratch_preprocessing
 from .evaluate import evaluate
 from .optim import SGD, cooldown_factor, learning_rate
 from .sources import make_source
 
-LOG_FIELDS = ["iteration", "loss", "pixel_accuracy", "lr", "seconds",
-              "val_pixel_accuracy", "val_mean_accuracy", "val_mean_iu", "val_frequency_weighted_iu"]
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class TrainingDiverged(MinifcnError, RuntimeError):
@@ -63,17 +64,30 @@ class Trainer:
     Files: ``checkpoint.npz`` (latest state, for ``--resume``), ``model.npz`` (the trained
     model alone, for ``evaluate``/``predict``), ``log.csv`` (one row per iteration),
     ``summary.json`` and ``curves.png``.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    out_dir : str or Path
+        The run folder. :meth:`run` refuses one that holds another run (any of those files)
+        unless ``overwrite``; :meth:`resume` continues the run that is there.
+    device : {"cpu", "gpu"}
+    progress : bool
+        Show a progress bar.
+    overwrite : bool
+        Remove the files of a run already in ``out_dir`` when :meth:`run` starts.
     """
 
-    def __init__(self, config: TrainConfig, out_dir, device="cpu", progress=True):
+    def __init__(self, config: TrainConfig, out_dir, device="cpu", progress=True, overwrite=False):
         self.config, self.out_dir, self.device = config, Path(out_dir), device
-        self.progress = progress
+        self.progress, self.overwrite = progress, overwrite
         self.source = make_source(config)
         self.model = build_model(config, self.source.num_classes, device).train()
         self.optimizer = SGD(self.model.named_parameters(), config.lr, config.momentum,
                              config.weight_decay, config.bias_lr_x2)
         self.iteration, self.elapsed, self.last_val = 0, 0.0, None
-        self._stop = False
+        self.stop_signal = None  # the name of the signal that asked to stop
+        self._owns_folder = False  # True once run() has claimed out_dir, or after resume()
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -92,16 +106,24 @@ class Trainer:
         """Continue the run in ``out_dir`` from its checkpoint (``overrides``: e.g. more
         ``iterations``)."""
         path = Path(out_dir) / "checkpoint.npz"
+        if not path.exists():
+            raise UsageError(f"--resume: {out_dir} holds no checkpoint.npz to continue (a run "
+                             f"saves one every --checkpoint-every iterations and when it stops)")
         arrays, meta = load_npz(path)
         if "minifcn_checkpoint" not in meta:
-            raise ValueError(f"{path}: not a training checkpoint")
-        config = TrainConfig.from_dict(meta["config"]).replace(**overrides)
-        trainer = cls(config, out_dir, device, progress)
+            raise FileFormatError(f"{path}: not a training checkpoint (no minifcn_checkpoint record)")
+        try:
+            config = TrainConfig.from_dict(meta["config"])
+            iteration, elapsed = int(meta["iteration"]), float(meta["elapsed"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FileFormatError(f"{path}: unusable training state ({type(exc).__name__}: {exc})") from None
+        trainer = cls(config.replace(**overrides), out_dir, device, progress)
+        trainer._owns_folder = True  # the run in out_dir is the one continued
         trainer.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
         trainer.optimizer.load_state_dict({k: v for k, v in arrays.items() if k.startswith("momentum.")},
                                           trainer.model.xp)
-        trainer.iteration, trainer.elapsed = int(meta["iteration"]), float(meta["elapsed"])
-        _truncate_log(trainer.out_dir / "log.csv", trainer.iteration)
+        trainer.iteration, trainer.elapsed = iteration, elapsed
+        runfolder.truncate_log(trainer.out_dir / "log.csv", trainer.iteration)
         return trainer
 
     # ------------------------------------------------------------------ one step
@@ -134,17 +156,30 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def run(self):
-        """Train until ``iterations`` or ``minutes`` run out (or Ctrl-C). Returns a summary."""
+        """Train until ``iterations`` or ``minutes`` run out, or Ctrl-C / SIGTERM. Returns a summary.
+
+        Raises
+        ------
+        UsageError
+            If ``out_dir`` holds another run and this trainer neither resumed it nor was told
+            to ``overwrite`` it.
+        TrainingDiverged
+            If the loss becomes NaN or infinite.
+        """
         from tqdm import tqdm
 
         cfg = self.config
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if not self._owns_folder:
+            runfolder.claim(self.out_dir, self.overwrite)
+            self._owns_folder = True
+        runfolder.remove_stale_temporaries(self.out_dir)  # of a run killed while it wrote
+        self.stop_signal = None
         budget = cfg.minutes * 60 if cfg.minutes else None
         bar = tqdm(total=int(budget) if budget else cfg.iterations, initial=0 if budget else self.iteration,
                    unit="s" if budget else "it", disable=not self.progress, dynamic_ncols=True,
                    desc=f"{cfg.variant} width {cfg.width:g}")
-        previous = signal.signal(signal.SIGINT, self._request_stop)
-        log = _open_log(self.out_dir / "log.csv")
+        previous = {sig: signal.signal(sig, self._request_stop) for sig in STOP_SIGNALS}
+        log = runfolder.CsvLog(self.out_dir / "log.csv")
         smooth_loss = smooth_acc = None
         reason = "iterations"
         try:
@@ -152,7 +187,7 @@ class Trainer:
                 if budget is not None and self.elapsed >= budget:
                     reason = "time budget"
                     break
-                if self._stop:
+                if self.stop_signal:
                     reason = "interrupted"
                     break
                 start = time.perf_counter()
@@ -176,14 +211,16 @@ class Trainer:
                 if step:
                     bar.update(step)
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():  # None: a handler not set from Python
+                signal.signal(sig, signal.SIG_DFL if handler is None else handler)
             bar.close()
             log.close()
         self.save_checkpoint()
         return self.finish(reason)
 
     def _request_stop(self, signum, frame):
-        self._stop = True  # finish the current iteration first: parameters stay consistent
+        # finish the current iteration first: parameters and momentum stay consistent
+        self.stop_signal = signal.Signals(signum).name
 
     def validate(self):
         scores = evaluate(self.model, self.source.validation)
@@ -198,9 +235,11 @@ class Trainer:
 
         save_model(self.model, self.out_dir / "model.npz",
                    extra={"trained": {"iterations": self.iteration, "config": self.config.to_dict()}})
-        summary = {"stopped_by": reason, "iterations": self.iteration, "seconds": round(self.elapsed, 1),
+        summary = {"stopped_by": reason, "signal": self.stop_signal if reason == "interrupted" else None,
+                   "iterations": self.iteration, "seconds": round(self.elapsed, 1),
                    "validation": _jsonable(self.last_val), "config": self.config.to_dict()}
-        (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        text = json.dumps(summary, indent=2) + "\n"
+        atomic_write(self.out_dir / "summary.json", lambda tmp: Path(tmp).write_text(text))
         plot_curves(self.out_dir / "log.csv", self.out_dir / "curves.png")
         return summary
 
@@ -215,35 +254,3 @@ def _jsonable(value):
     if isinstance(value, (np.floating, float)):
         return None if np.isnan(value) else float(value)
     return value
-
-
-class _CsvLog:
-    def __init__(self, path):
-        new = not path.exists() or path.stat().st_size == 0
-        self.file = open(path, "a", newline="")
-        self.writer = csv.DictWriter(self.file, LOG_FIELDS)
-        if new:
-            self.writer.writeheader()
-
-    def writerow(self, row):
-        self.writer.writerow(row)
-        self.file.flush()
-
-    def close(self):
-        self.file.close()
-
-
-def _open_log(path):
-    return _CsvLog(path)
-
-
-def _truncate_log(path, iteration):
-    """Drop log rows past the checkpoint's iteration (they will be redone identically)."""
-    if not path.exists():
-        return
-    with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= iteration]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, LOG_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)

@@ -1,18 +1,23 @@
-"""Nothing lost in training: SIGTERM, run folders, leftovers of crashed writes."""
+"""Nothing lost in training: SIGTERM, run folders, leftovers of crashed writes, divergence."""
 import csv
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from minifcn.cli import main
 from minifcn.errors import UsageError
 from minifcn.npzio import atomic_write, load_npz
-from minifcn.train import Trainer, preset
+from minifcn.train import Trainer, TrainingDiverged, preset
+from minifcn.train import trainer as trainer_module
+from minifcn.train.guard import DivergenceGuard
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = preset("quick").replace(iterations=6, val_every=0, checkpoint_every=0)
@@ -138,3 +143,66 @@ def test_temporary_files_of_interrupted_writes_are_removed_at_start_and_resume(t
     Trainer.resume(tmp_path, progress=False, iterations=3).run()
     assert not any(p.exists() for p in leftovers)
     assert (tmp_path / ".someone-elses.tmp").exists()
+
+
+# ---------------------------------------------------------------------- divergence
+def test_the_guard_tells_an_exploding_loss_from_a_noisy_one():
+    guard = DivergenceGuard()
+    rng = np.random.default_rng(0)
+    for loss in 1.6 * np.exp(-np.arange(40) / 20) * rng.uniform(0.5, 2, 40):  # falling, noisy
+        assert guard.check("loss", loss) is None
+        guard.record(loss, rng.uniform(0.5, 5))
+    assert guard.check("loss", 8.0) is None  # a hard batch
+    assert guard.check("gradient norm", 40.0) is None
+    assert "1e+15" in guard.check("loss", 1e15)  # finite, and ruinous
+    assert "nan" in guard.check("loss", float("nan"))
+    assert "inf" in guard.check("gradient norm", float("inf"))
+    assert "gradient norm" in guard.check("gradient norm", 1e6)
+
+
+def test_a_finite_exploding_loss_stops_the_run_before_it_is_saved(tmp_path, monkeypatch):
+    real = trainer_module.softmax_cross_entropy_forward
+    trainer = Trainer(QUICK.replace(iterations=12, checkpoint_every=2), tmp_path, progress=False)
+
+    def explodes_at_iteration_6(*args, **kwargs):
+        loss, cache = real(*args, **kwargs)
+        return (1e15 if trainer.iteration == 5 else loss), cache
+
+    monkeypatch.setattr(trainer_module, "softmax_cross_entropy_forward", explodes_at_iteration_6)
+    with pytest.raises(TrainingDiverged, match=r"iteration 6: the loss 1e\+15"):
+        trainer.run()
+    assert checkpoint_iteration(tmp_path) == 4  # saved once iteration 5 had passed the guard
+    assert not (tmp_path / "model.npz").exists()
+
+
+def test_a_resumed_run_knows_the_usual_loss_from_its_checkpoint(tmp_path, monkeypatch):
+    Trainer(QUICK.replace(iterations=3), tmp_path, progress=False).run()
+    resumed = Trainer.resume(tmp_path, progress=False, iterations=6)
+    real = trainer_module.softmax_cross_entropy_forward
+    monkeypatch.setattr(trainer_module, "softmax_cross_entropy_forward",
+                        lambda *args, **kwargs: (1e15, real(*args, **kwargs)[1]))
+    with pytest.raises(TrainingDiverged, match=r"iteration 4: the loss 1e\+15 is over"):
+        resumed.run()  # its first iteration already has a scale to compare with
+    assert checkpoint_iteration(tmp_path) == 3
+
+
+def test_divergence_names_a_checkpoint_that_resumes_at_the_lower_rate_it_gives(tmp_path, capsys):
+    out = str(tmp_path)
+    # lr 1 on the quick net: the loss goes 1.3, 1.9e3, 8.9e10, ... within a dozen iterations;
+    # the checkpoint written after the update that ruins the weights must not be the one named
+    with np.errstate(over="ignore", invalid="ignore"):
+        status = main(["train", "--preset", "quick", "--out", out, "--lr", "1", "--warmup", "1",
+                       "--iterations", "60", "--checkpoint-every", "1", "--val-every", "0", "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1 and "Traceback" not in err
+    diverged_at = int(re.search(r"diverged at iteration (\d+)", err).group(1))
+    command = shlex.split(re.search(r"with: (minifcn train [^(]*?) \(", err).group(1))
+    assert command[:2] == ["minifcn", "train"] and "--resume" in command
+    lower = float(command[command.index("--lr") + 1])
+    assert lower < 1
+    saved = checkpoint_iteration(tmp_path)
+    assert saved < diverged_at
+    first_loss = float(log_rows(tmp_path)[0]["loss"])
+    assert main(command[1:] + ["--iterations", str(saved + 10), "--quiet"]) == 0
+    resumed = [float(r["loss"]) for r in log_rows(tmp_path)[saved:]]
+    assert len(resumed) == 10 and max(resumed) < 2 * first_loss  # trains, does not explode

@@ -108,7 +108,8 @@ def add_train_parser(sub):
                     "options below. Writes checkpoint.npz, model.npz, log.csv, summary.json and "
                     "curves.png into --out, which must not hold another run (see --resume, "
                     "--overwrite). Ctrl-C or SIGTERM saves a checkpoint and stops; --resume "
-                    "continues bit-for-bit.",
+                    "continues bit-for-bit. A diverging run stops before it saves ruined "
+                    "weights and names the checkpoint to resume at a lower --lr.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--preset", default="demo", choices=sorted(PRESETS), help="starting recipe")
     p.add_argument("--out", help="run folder (default runs/PRESET)")

@@ -6,9 +6,13 @@ resumed from a checkpoint continues exactly as if it had never stopped.
 
 Safe to stop: checkpoints are written atomically; Ctrl-C or SIGTERM (what ``kill``, a batch
 scheduler or a container stop sends) finishes the current iteration, saves and exits. A new
-run refuses a folder that holds another run unless told to replace it. A NaN or infinite loss
-stops the run with a message naming the iteration and leaves the last good checkpoint
-untouched.
+run refuses a folder that holds another run unless told to replace it.
+
+Safe to diverge: every iteration's loss and gradient norm pass a divergence guard
+(:mod:`minifcn.train.guard`) before the weights are updated; a checkpoint is written only
+after the next iteration has shown that its weights still give a sane loss and gradient. A
+diverging run stops with a message that names that checkpoint and the command that resumes
+it at a lower learning rate.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import to_host
-from ..errors import FileFormatError, MinifcnError, UsageError
+from ..errors import FileFormatError, UsageError
 from ..models import MODELS
 from ..npzio import atomic_write, load_npz, save_npz
 from ..ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
@@ -28,14 +32,11 @@ from ..preprocess import Preprocessing, preprocess
 from . import runfolder
 from .config import TrainConfig, scratch_preprocessing
 from .evaluate import evaluate
+from .guard import DivergenceGuard, TrainingDiverged
 from .optim import SGD, cooldown_factor, learning_rate
 from .sources import make_source
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class TrainingDiverged(MinifcnError, RuntimeError):
-    """The loss became NaN or infinite."""
 
 
 def build_model(config, num_classes, device="cpu"):
@@ -85,9 +86,12 @@ class Trainer:
         self.model = build_model(config, self.source.num_classes, device).train()
         self.optimizer = SGD(self.model.named_parameters(), config.lr, config.momentum,
                              config.weight_decay, config.bias_lr_x2)
+        self.guard = DivergenceGuard()
         self.iteration, self.elapsed, self.last_val = 0, 0.0, None
+        self.saved_iteration = None  # iteration of the checkpoint in out_dir, once there is one
         self.stop_signal = None  # the name of the signal that asked to stop
         self._owns_folder = False  # True once run() has claimed out_dir, or after resume()
+        self._checkpoint_due = False
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -98,13 +102,15 @@ class Trainer:
         arrays = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         arrays.update(self.optimizer.state_dict())
         meta = {"minifcn_checkpoint": 1, "iteration": self.iteration, "elapsed": self.elapsed,
-                "config": self.config.to_dict(), "model": _jsonable(self.model.metadata())}
+                "config": self.config.to_dict(), "model": _jsonable(self.model.metadata()),
+                "guard": self.guard.state_dict()}
         save_npz(self.checkpoint_path, arrays, meta)
+        self.saved_iteration, self._checkpoint_due = self.iteration, False
 
     @classmethod
     def resume(cls, out_dir, device="cpu", progress=True, **overrides):
         """Continue the run in ``out_dir`` from its checkpoint (``overrides``: e.g. more
-        ``iterations``)."""
+        ``iterations``, or a lower ``lr`` after a divergence)."""
         path = Path(out_dir) / "checkpoint.npz"
         if not path.exists():
             raise UsageError(f"--resume: {out_dir} holds no checkpoint.npz to continue (a run "
@@ -122,13 +128,41 @@ class Trainer:
         trainer.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
         trainer.optimizer.load_state_dict({k: v for k, v in arrays.items() if k.startswith("momentum.")},
                                           trainer.model.xp)
+        trainer.guard.load_state_dict(meta.get("guard", {}))
         trainer.iteration, trainer.elapsed = iteration, elapsed
+        trainer.saved_iteration = iteration
         runfolder.truncate_log(trainer.out_dir / "log.csv", trainer.iteration)
         return trainer
 
     # ------------------------------------------------------------------ one step
     def step(self):
-        """One SGD update on batch ``self.iteration``. Returns ``(loss, pixel accuracy)``."""
+        """One SGD update on batch ``self.iteration``. Returns ``(loss, pixel accuracy, lr)``.
+
+        The loss and then the gradient norm pass the divergence guard before anything is
+        saved or updated (:class:`TrainingDiverged` otherwise). A checkpoint that
+        :meth:`run` made due after the previous update is written here, between the checks
+        and the update: its weights have just given a sane loss and gradient.
+        """
+        cfg, model = self.config, self.model
+        scores, labels, loss, cache = self._forward()
+        self._check("loss", loss)
+        model.backward(softmax_cross_entropy_backward(1.0, cache), input_grad=False)
+        grad_norm = self.optimizer.grad_norm()
+        self._check("gradient norm", grad_norm)
+        if self._checkpoint_due:
+            self.save_checkpoint()
+        lr = learning_rate(cfg.lr, self.iteration, cfg.schedule, cfg.schedule_iterations or cfg.iterations,
+                           cfg.step_size, cfg.gamma, warmup=cfg.warmup)
+        progress = self.elapsed / (cfg.minutes * 60) if cfg.minutes else self.iteration / cfg.iterations
+        lr *= cooldown_factor(progress, cfg.cooldown)  # 1 unless a cool-down is set
+        self.optimizer.step(lr)
+        self.guard.record(loss, grad_norm)
+        valid = labels != 255
+        correct = float(((scores.argmax(axis=1) == labels) & valid).sum())
+        return loss, correct / max(float(valid.sum()), 1.0), lr
+
+    def _forward(self):
+        """Scores and loss of batch ``self.iteration``: ``(scores, labels, loss, loss cache)``."""
         cfg, model, xp = self.config, self.model, self.model.xp
         images, labels = self.source.batch(self.iteration)
         x = preprocess(images, model.preprocessing, xp=xp).astype(model.dtype, copy=False)
@@ -138,21 +172,13 @@ class Trainer:
             layer.rng = None  # recreated from the seed: masks depend on (seed, iteration) only
         scores = model(x)
         loss, cache = softmax_cross_entropy_forward(scores, labels, 255, None, cfg.reduction)
-        if not np.isfinite(loss):
-            raise TrainingDiverged(
-                f"loss became {loss} at iteration {self.iteration}; stopped without saving. "
-                f"Last good checkpoint: {self.checkpoint_path if self.checkpoint_path.exists() else 'none'}. "
-                f"Lower the learning rate (lr={cfg.lr:g}, reduction={cfg.reduction!r}: a summed loss "
-                f"wants a rate about the pixel count smaller than a mean loss)")
-        model.backward(softmax_cross_entropy_backward(1.0, cache), input_grad=False)
-        lr = learning_rate(cfg.lr, self.iteration, cfg.schedule, cfg.schedule_iterations or cfg.iterations,
-                           cfg.step_size, cfg.gamma, warmup=cfg.warmup)
-        progress = self.elapsed / (cfg.minutes * 60) if cfg.minutes else self.iteration / cfg.iterations
-        lr *= cooldown_factor(progress, cfg.cooldown)  # 1 unless a cool-down is set
-        self.optimizer.step(lr)
-        valid = labels != 255
-        correct = float(((scores.argmax(axis=1) == labels) & valid).sum())
-        return loss, correct / max(float(valid.sum()), 1.0), lr
+        return scores, labels, loss, cache
+
+    def _check(self, quantity, value):
+        reason = self.guard.check(quantity, value)
+        if reason is not None:
+            saved = None if self.saved_iteration is None else (self.checkpoint_path, self.saved_iteration)
+            raise TrainingDiverged.at(self.iteration + 1, reason, self.config, self.out_dir, saved)
 
     # ------------------------------------------------------------------ the loop
     def run(self):
@@ -164,7 +190,8 @@ class Trainer:
             If ``out_dir`` holds another run and this trainer neither resumed it nor was told
             to ``overwrite`` it.
         TrainingDiverged
-            If the loss becomes NaN or infinite.
+            If the loss or the gradient norm diverges; nothing is saved after the last
+            checkpoint that was followed by a sane iteration.
         """
         from tqdm import tqdm
 
@@ -181,7 +208,7 @@ class Trainer:
         previous = {sig: signal.signal(sig, self._request_stop) for sig in STOP_SIGNALS}
         log = runfolder.CsvLog(self.out_dir / "log.csv")
         smooth_loss = smooth_acc = None
-        reason = "iterations"
+        reason, first = "iterations", self.iteration
         try:
             while self.iteration < cfg.iterations:
                 if budget is not None and self.elapsed >= budget:
@@ -204,12 +231,14 @@ class Trainer:
                               f"pixel accuracy {self.last_val['pixel_accuracy']:.3f}")
                 log.writerow(row)
                 if cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
-                    self.save_checkpoint()
+                    self._checkpoint_due = True  # written by the next step, once it has passed the guard
                 bar.set_postfix(loss=f"{smooth_loss:.3f}", acc=f"{smooth_acc:.3f}", refresh=False)
                 # whole seconds of a time budget, or one iteration; tqdm redraws at most 10x a second
                 step = min(int(self.elapsed), int(budget)) - bar.n if budget else 1
                 if step:
                     bar.update(step)
+            if self.iteration > first:
+                self._check_last_update()
         finally:
             for sig, handler in previous.items():  # None: a handler not set from Python
                 signal.signal(sig, signal.SIG_DFL if handler is None else handler)
@@ -217,6 +246,13 @@ class Trainer:
             log.close()
         self.save_checkpoint()
         return self.finish(reason)
+
+    def _check_last_update(self):
+        """The final weights have had no step after them to vouch for them: one forward of the
+        next batch (no caches kept) does, before they are saved."""
+        with self.model.inference():
+            loss = self._forward()[2]
+        self._check("loss", loss)
 
     def _request_stop(self, signum, frame):
         # finish the current iteration first: parameters and momentum stay consistent

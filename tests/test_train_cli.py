@@ -108,7 +108,8 @@ def test_the_demo_api_refuses_a_zero_time_budget(tmp_path):
 @pytest.mark.parametrize("argv,names", [
     (["train", "--resume", "--out", "{tmp}/nothing-here"], ["nothing-here", "no checkpoint.npz"]),
     (["train", "--preset", "quick", "--init", "{tmp}/missing.npz", "--out", "{tmp}/run"], ["missing.npz"]),
-    (["train", "--preset", "quick", "--lr", "1000", "--warmup", "0", "--out", "{tmp}/run"], ["diverged", "--lr"]),
+    (["train", "--preset", "quick", "--lr", "1000", "--warmup", "0", "--out", "{tmp}/run"],
+     ["diverged", "--lr"]),
     (["evaluate", "--weights", "{tmp}/missing.npz"], ["missing.npz"]),
     (["predict", "{tmp}/missing.png"], ["missing.png"]),
 ])

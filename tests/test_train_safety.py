@@ -111,7 +111,8 @@ def test_overwrite_replaces_the_run_and_nothing_else(tmp_path, capsys):
     out = str(tmp_path)
     assert main(["train", "--preset", "quick", "--out", out, "--iterations", "5", "--quiet"]) == 0
     (tmp_path / "notes.txt").write_text("mine")
-    assert main(["train", "--preset", "quick", "--out", out, "--iterations", "3", "--quiet", "--overwrite"]) == 0
+    assert main(["train", "--preset", "quick", "--out", out, "--iterations", "3", "--quiet",
+                 "--overwrite"]) == 0
     assert [r["iteration"] for r in log_rows(tmp_path)] == ["1", "2", "3"]
     assert checkpoint_iteration(tmp_path) == 3
     assert (tmp_path / "notes.txt").read_text() == "mine"

@@ -136,7 +136,8 @@ def _load_weights(path, device):
     if path is None:
         path = shipped_checkpoint()
         if path is None:
-            raise UsageError("--weights: none given, and no shipped checkpoint in minifcn/assets to use instead")
+            raise UsageError("--weights: none given, and no shipped checkpoint in minifcn/assets "
+                             "to use instead")
         print(f"using the shipped synthetic-shapes checkpoint {path.name}")
     return load_model(path, device=device)
 

@@ -158,9 +158,9 @@ class TrainConfig:
         for name, kind in RANGES.items():
             check_value(_setting(name), getattr(self, name), kind)
         if self.pad < least_pad(self.variant):
-            raise UsageError(f"{_setting('pad')}: {self.pad} is too small for {self.variant}: its last crop needs "
-                             f"a conv1_1 padding of at least {least_pad(self.variant)} "
-                             f"({REFERENCE_PAD} in the reference)")
+            raise UsageError(f"{_setting('pad')}: {self.pad} is too small for {self.variant}: its "
+                             f"last crop needs a conv1_1 padding of at least "
+                             f"{least_pad(self.variant)} ({REFERENCE_PAD} in the reference)")
         if self.schedule == "step" and not self.step_size:
             raise UsageError(f"{_setting('step_size')}: the step schedule needs step_size >= 1")
         if self.data == "synthetic" and not self.image_size:

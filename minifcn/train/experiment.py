@@ -82,7 +82,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--iterations", type=positive(int), default=2000, help="training iterations per variant")
     p.add_argument("--out", default="runs/skips", help="output folder")
-    p.add_argument("--overwrite", action="store_true", help="replace the runs of an earlier experiment in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the runs of an earlier experiment in --out")
     p.add_argument("--images", type=positive(int), default=200, help="held-out test images")
     args = p.parse_args(argv)
     results = run(args.iterations, args.out, test_images=args.images, overwrite=args.overwrite)

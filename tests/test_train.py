@@ -94,7 +94,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     before = (tmp_path / "checkpoint.npz").read_bytes()
     again = Trainer.resume(tmp_path, progress=False, iterations=12)
     again.model.conv1_1.weight.data[:] = np.nan
-    with pytest.raises(TrainingDiverged, match=r"loss became nan at iteration 6.*checkpoint\.npz"):
+    with pytest.raises(TrainingDiverged,
+                       match=r"diverged at iteration 7: the loss became nan.*checkpoint\.npz \(iteration 6\)"):
         again.run()
     assert (tmp_path / "checkpoint.npz").read_bytes() == before
 

@@ -5,10 +5,74 @@ checkpoint that ships inside the package, and ``minifcn demo`` trains with ``dem
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 
-from ..models.spec import REFERENCE_PAD
+from ..cliargs import non_negative, number, positive
+from ..errors import UsageError
+from ..models.coords import crop_offsets
+from ..models.spec import REFERENCE_PAD, VARIANTS, network_specs
+from .optim import SCHEDULES
+
+REDUCTIONS = ("mean", "sum")
+PROBABILITY = number(float, low=0, high=1, high_open=True)  # 1 would drop or keep everything
+
+# The allowed values of every numeric setting, as the argparse types of the command line's
+# options; TrainConfig checks values set from Python with the same types, so the two refuse
+# the same values.
+RANGES = {
+    "width": positive(float),
+    "pad": non_negative(int),
+    "dropout": PROBABILITY,
+    "image_size": non_negative(int),
+    "batch_size": positive(int),
+    "lr": positive(float),
+    "momentum": PROBABILITY,
+    "weight_decay": non_negative(float),
+    "warmup": non_negative(int),
+    "step_size": non_negative(int),
+    "gamma": number(float, low=0, high=1, low_open=True),  # above 1 the rate would grow
+    "iterations": positive(int),
+    "schedule_iterations": non_negative(int),
+    "cooldown": number(float, low=0, high=1),  # a fraction of the run
+    "minutes": non_negative(float),
+    "val_every": non_negative(int),
+    "val_images": positive(int),
+    "checkpoint_every": non_negative(int),
+    "seed": non_negative(int),  # numpy's seed sequences take no negative entropy
+    "score_init_std": non_negative(float),
+}
+CHOICES = {"variant": VARIANTS, "schedule": SCHEDULES, "reduction": REDUCTIONS}
+
+
+def check_value(name, value, kind):
+    """``value`` if the argparse type ``kind`` accepts its text, else a UsageError naming ``name``.
+
+    The command line's types parse text; a value from Python is judged by the text it prints
+    as, so ``5.5`` is no integer and ``True`` no number.
+    """
+    try:
+        kind(str(value))
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{name}: {exc}") from None
+    return value
+
+
+def _setting(name):
+    """How an error names a setting: for Python and for the command line."""
+    return f"setting {name} (--{name.replace('_', '-')})"
+
+
+@functools.lru_cache(maxsize=None)
+def least_pad(variant):
+    """The smallest conv1_1 padding of ``variant``: the one that puts the last crop at offset 0.
+
+    Padding moves only the last crop (pool3 and pool4 shift with the trunk), one pixel per
+    pixel of padding: FCN-8s 69, FCN-16s 73, FCN-32s 81.
+    """
+    return REFERENCE_PAD - crop_offsets(network_specs(variant))["score"]
 
 
 @dataclass
@@ -47,6 +111,13 @@ class TrainConfig:
         0 starts the scorers at zero, as the reference does when fine-tuning VGG16. From
         scratch, zero scorers pass no gradient into the random trunk until they have grown;
         a small random start (0.05) leaves the all-background plateau sooner.
+
+    Raises
+    ------
+    UsageError
+        When a setting is outside its range (:data:`RANGES`, :data:`CHOICES`), or the
+        settings disagree (a padding too small for the variant, the step schedule without a
+        step size, synthetic images of side 0), naming the setting and its option.
     """
 
     variant: str = "fcn8s"
@@ -77,6 +148,24 @@ class TrainConfig:
     init: str = "scratch"
     score_init_std: float = 0.0
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        """Refuse a setting out of its range, naming it (``replace`` and ``from_dict`` too)."""
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise UsageError(f"{_setting(name)}: {getattr(self, name)!r} is not one of "
+                                 f"{', '.join(choices)}")
+        for name, kind in RANGES.items():
+            check_value(_setting(name), getattr(self, name), kind)
+        if self.pad < least_pad(self.variant):
+            raise UsageError(f"{_setting('pad')}: {self.pad} is too small for {self.variant}: its "
+                             f"last crop needs a conv1_1 padding of at least "
+                             f"{least_pad(self.variant)} ({REFERENCE_PAD} in the reference)")
+        if self.schedule == "step" and not self.step_size:
+            raise UsageError(f"{_setting('step_size')}: the step schedule needs step_size >= 1")
+        if self.data == "synthetic" and not self.image_size:
+            raise UsageError(f"{_setting('image_size')}: synthetic images need a side >= 1 "
+                             f"(0, whole images, is for datasets)")
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import csv
 
+from ..npzio import atomic_write
+
 
 def plot_curves(log_csv, out_png):
     """Plot ``log.csv`` (written by the trainer) to ``out_png``; returns the path."""
@@ -27,6 +29,7 @@ def plot_curves(log_csv, out_png):
     ax_acc.set(xlabel="iteration", ylim=(0, 1), title="accuracy")
     ax_acc.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=90)
+    # through a temporary file: the name says .tmp, so the format is named
+    atomic_write(out_png, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
     plt.close(fig)
     return out_png

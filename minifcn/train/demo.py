@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import cpu_threads
+from ..cliargs import positive
 from ..data.synthetic import SyntheticShapes
 from ..metrics import format_scores
-from .config import preset
+from .config import check_value, preset
 from .evaluate import evaluate, segment_batch
 from .trainer import Trainer
 
@@ -39,16 +40,19 @@ def load_shipped(device="cpu"):
 
 
 def run_demo(minutes=4.0, out_dir="minifcn-output", device="cpu", quick=False, test_images=100):
+    """Train, evaluate and draw as the module says; the run's files go to ``out_dir/demo-run``,
+    replacing an earlier demo's. Returns the scores of each model by name."""
     out_dir = Path(out_dir)
     start = time.perf_counter()
-    config = preset("demo").replace(minutes=minutes)
+    # minutes=0 would mean "no time limit" to the trainer: 100,000 iterations of the preset
+    config = preset("demo").replace(minutes=check_value("minutes", minutes, positive(float)))
     if quick:
         config = config.replace(width=1 / 32, image_size=64, batch_size=2, iterations=10, minutes=0.0)
         test_images = 6
     print(f"[1/3] training a narrow FCN-8s (width {config.width:g}, {config.image_size}x{config.image_size} "
           f"synthetic shapes, batch {config.batch_size}) from scratch "
           + (f"for {config.minutes:g} minutes" if config.minutes else f"for {config.iterations} iterations"))
-    trainer = Trainer(config, out_dir / "demo-run", device, progress=True)
+    trainer = Trainer(config, out_dir / "demo-run", device, progress=True, overwrite=True)
     with cpu_threads(1):  # a network this narrow trains fastest on one CPU thread
         summary = trainer.run()
     print(f"      {summary['iterations']} iterations in {summary['seconds']:.0f} s")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cliargs import positive
 from ..data.synthetic import SyntheticShapes
 from .config import preset
 from .demo import TEST_SEED
@@ -57,14 +58,16 @@ def boundary_accuracy(model, dataset, width=3):
     return correct / max(total, 1)
 
 
-def run(iterations, out_dir, width=1 / 16, test_images=200, progress=True):
+def run(iterations, out_dir, width=1 / 16, test_images=200, progress=True, overwrite=False):
+    """Train and score each variant in ``out_dir/<variant>``; ``overwrite`` replaces the runs of
+    an earlier experiment there (else they are refused). Returns the scores by variant."""
     out_dir = Path(out_dir)
     test = SyntheticShapes(test_images, 96, seed=TEST_SEED)
     results = {}
     for variant in VARIANTS:
         config = preset("demo").replace(variant=variant, width=width, pad=PAD, minutes=0.0,
                                         iterations=iterations)
-        trainer = Trainer(config, out_dir / variant, progress=progress)
+        trainer = Trainer(config, out_dir / variant, progress=progress, overwrite=overwrite)
         summary = trainer.run()
         scores = evaluate(trainer.model, test)
         results[variant] = {"iterations": summary["iterations"], "seconds": summary["seconds"],
@@ -77,11 +80,13 @@ def run(iterations, out_dir, width=1 / 16, test_images=200, progress=True):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--iterations", type=int, default=2000, help="training iterations per variant")
+    p.add_argument("--iterations", type=positive(int), default=2000, help="training iterations per variant")
     p.add_argument("--out", default="runs/skips", help="output folder")
-    p.add_argument("--images", type=int, default=200, help="held-out test images")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the runs of an earlier experiment in --out")
+    p.add_argument("--images", type=positive(int), default=200, help="held-out test images")
     args = p.parse_args(argv)
-    results = run(args.iterations, args.out, test_images=args.images)
+    results = run(args.iterations, args.out, test_images=args.images, overwrite=args.overwrite)
     print(f"\n{'variant':<8}{'iterations':>11}{'mean IU':>9}{'pixel acc.':>11}{'boundary acc.':>14}")
     for v, r in results.items():
         print(f"{v:<8}{r['iterations']:>11}{r['mean_iu']:>9.3f}{r['pixel_accuracy']:>11.3f}"

@@ -8,6 +8,8 @@ The update for a parameter ``w`` with gradient ``g`` (Caffe's and PyTorch's form
 """
 from __future__ import annotations
 
+import math
+
 SCHEDULES = ("fixed", "step", "poly")
 
 
@@ -76,6 +78,19 @@ class SGD:
             v = g.copy() if v is None else v * p.data.dtype.type(self.momentum) + g
             self.velocity[name] = v
             p.data -= p.data.dtype.type(lr * (2.0 if is_bias and self.bias_lr_x2 else 1.0)) * v
+
+    def grad_norm(self):
+        """The L2 norm of all gradients together, as a float (what gradient clipping measures).
+
+        Sums in the gradients' dtype: float32 overflows to ``inf`` only past about 1e19, where a
+        run is diverging anyway.
+        """
+        total = 0.0
+        for _, p in self.params:
+            if p.grad is not None:
+                g = p.grad.ravel()  # (size,): g.dot(g) sums the squares without a temporary
+                total += float(g.dot(g))
+        return math.sqrt(total)
 
     def zero_grad(self):
         for _, p in self.params:

@@ -4,13 +4,18 @@ Reproducible to the bit: batch ``i`` and the dropout masks of iteration ``i`` de
 ``(seed, i)``, and a checkpoint holds the parameters, the momentum buffers and ``i``, so a run
 resumed from a checkpoint continues exactly as if it had never stopped.
 
-Safe to stop: checkpoints are written atomically; Ctrl-C finishes the current iteration,
-saves and exits; a NaN or infinite loss stops the run with a message naming the iteration
-and leaves the last good checkpoint untouched.
+Safe to stop: checkpoints are written atomically; Ctrl-C or SIGTERM (what ``kill``, a batch
+scheduler or a container stop sends) finishes the current iteration, saves and exits. A new
+run refuses a folder that holds another run unless told to replace it.
+
+Safe to diverge: every iteration's loss and gradient norm pass a divergence guard
+(:mod:`minifcn.train.guard`) before the weights are updated; a checkpoint is written only
+after the next iteration has shown that its weights still give a sane loss and gradient. A
+diverging run stops with a message that names that checkpoint and the command that resumes
+it at a lower learning rate.
 """
 from __future__ import annotations
 
-import csv
 import json
 import signal
 import time
@@ -19,22 +24,19 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import to_host
-from ..errors import MinifcnError
+from ..errors import FileFormatError, UsageError
 from ..models import MODELS
-from ..npzio import load_npz, save_npz
+from ..npzio import atomic_write, load_npz, save_npz
 from ..ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from ..preprocess import Preprocessing, preprocess
+from . import runfolder
 from .config import TrainConfig, scratch_preprocessing
 from .evaluate import evaluate
+from .guard import DivergenceGuard, TrainingDiverged
 from .optim import SGD, cooldown_factor, learning_rate
 from .sources import make_source
 
-LOG_FIELDS = ["iteration", "loss", "pixel_accuracy", "lr", "seconds",
-              "val_pixel_accuracy", "val_mean_accuracy", "val_mean_iu", "val_frequency_weighted_iu"]
-
-
-class TrainingDiverged(MinifcnError, RuntimeError):
-    """The loss became NaN or infinite."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def build_model(config, num_classes, device="cpu"):
@@ -63,17 +65,33 @@ class Trainer:
     Files: ``checkpoint.npz`` (latest state, for ``--resume``), ``model.npz`` (the trained
     model alone, for ``evaluate``/``predict``), ``log.csv`` (one row per iteration),
     ``summary.json`` and ``curves.png``.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    out_dir : str or Path
+        The run folder. :meth:`run` refuses one that holds another run (any of those files)
+        unless ``overwrite``; :meth:`resume` continues the run that is there.
+    device : {"cpu", "gpu"}
+    progress : bool
+        Show a progress bar.
+    overwrite : bool
+        Remove the files of a run already in ``out_dir`` when :meth:`run` starts.
     """
 
-    def __init__(self, config: TrainConfig, out_dir, device="cpu", progress=True):
+    def __init__(self, config: TrainConfig, out_dir, device="cpu", progress=True, overwrite=False):
         self.config, self.out_dir, self.device = config, Path(out_dir), device
-        self.progress = progress
+        self.progress, self.overwrite = progress, overwrite
         self.source = make_source(config)
         self.model = build_model(config, self.source.num_classes, device).train()
         self.optimizer = SGD(self.model.named_parameters(), config.lr, config.momentum,
                              config.weight_decay, config.bias_lr_x2)
+        self.guard = DivergenceGuard()
         self.iteration, self.elapsed, self.last_val = 0, 0.0, None
-        self._stop = False
+        self.saved_iteration = None  # iteration of the checkpoint in out_dir, once there is one
+        self.stop_signal = None  # the name of the signal that asked to stop
+        self._owns_folder = False  # True once run() has claimed out_dir, or after resume()
+        self._checkpoint_due = False
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -84,29 +102,67 @@ class Trainer:
         arrays = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         arrays.update(self.optimizer.state_dict())
         meta = {"minifcn_checkpoint": 1, "iteration": self.iteration, "elapsed": self.elapsed,
-                "config": self.config.to_dict(), "model": _jsonable(self.model.metadata())}
+                "config": self.config.to_dict(), "model": _jsonable(self.model.metadata()),
+                "guard": self.guard.state_dict()}
         save_npz(self.checkpoint_path, arrays, meta)
+        self.saved_iteration, self._checkpoint_due = self.iteration, False
 
     @classmethod
     def resume(cls, out_dir, device="cpu", progress=True, **overrides):
         """Continue the run in ``out_dir`` from its checkpoint (``overrides``: e.g. more
-        ``iterations``)."""
+        ``iterations``, or a lower ``lr`` after a divergence)."""
         path = Path(out_dir) / "checkpoint.npz"
+        if not path.exists():
+            raise UsageError(f"--resume: {out_dir} holds no checkpoint.npz to continue (a run "
+                             f"saves one every --checkpoint-every iterations and when it stops)")
         arrays, meta = load_npz(path)
         if "minifcn_checkpoint" not in meta:
-            raise ValueError(f"{path}: not a training checkpoint")
-        config = TrainConfig.from_dict(meta["config"]).replace(**overrides)
-        trainer = cls(config, out_dir, device, progress)
+            raise FileFormatError(f"{path}: not a training checkpoint (no minifcn_checkpoint record)")
+        try:
+            config = TrainConfig.from_dict(meta["config"])
+            iteration, elapsed = int(meta["iteration"]), float(meta["elapsed"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FileFormatError(f"{path}: unusable training state ({type(exc).__name__}: {exc})") from None
+        trainer = cls(config.replace(**overrides), out_dir, device, progress)
+        trainer._owns_folder = True  # the run in out_dir is the one continued
         trainer.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
         trainer.optimizer.load_state_dict({k: v for k, v in arrays.items() if k.startswith("momentum.")},
                                           trainer.model.xp)
-        trainer.iteration, trainer.elapsed = int(meta["iteration"]), float(meta["elapsed"])
-        _truncate_log(trainer.out_dir / "log.csv", trainer.iteration)
+        trainer.guard.load_state_dict(meta.get("guard", {}))
+        trainer.iteration, trainer.elapsed = iteration, elapsed
+        trainer.saved_iteration = iteration
+        runfolder.truncate_log(trainer.out_dir / "log.csv", trainer.iteration)
         return trainer
 
     # ------------------------------------------------------------------ one step
     def step(self):
-        """One SGD update on batch ``self.iteration``. Returns ``(loss, pixel accuracy)``."""
+        """One SGD update on batch ``self.iteration``. Returns ``(loss, pixel accuracy, lr)``.
+
+        The loss and then the gradient norm pass the divergence guard before anything is
+        saved or updated (:class:`TrainingDiverged` otherwise). A checkpoint that
+        :meth:`run` made due after the previous update is written here, between the checks
+        and the update: its weights have just given a sane loss and gradient.
+        """
+        cfg, model = self.config, self.model
+        scores, labels, loss, cache = self._forward()
+        self._check("loss", loss)
+        model.backward(softmax_cross_entropy_backward(1.0, cache), input_grad=False)
+        grad_norm = self.optimizer.grad_norm()
+        self._check("gradient norm", grad_norm)
+        if self._checkpoint_due:
+            self.save_checkpoint()
+        lr = learning_rate(cfg.lr, self.iteration, cfg.schedule, cfg.schedule_iterations or cfg.iterations,
+                           cfg.step_size, cfg.gamma, warmup=cfg.warmup)
+        progress = self.elapsed / (cfg.minutes * 60) if cfg.minutes else self.iteration / cfg.iterations
+        lr *= cooldown_factor(progress, cfg.cooldown)  # 1 unless a cool-down is set
+        self.optimizer.step(lr)
+        self.guard.record(loss, grad_norm)
+        valid = labels != 255
+        correct = float(((scores.argmax(axis=1) == labels) & valid).sum())
+        return loss, correct / max(float(valid.sum()), 1.0), lr
+
+    def _forward(self):
+        """Scores and loss of batch ``self.iteration``: ``(scores, labels, loss, loss cache)``."""
         cfg, model, xp = self.config, self.model, self.model.xp
         images, labels = self.source.batch(self.iteration)
         x = preprocess(images, model.preprocessing, xp=xp).astype(model.dtype, copy=False)
@@ -116,43 +172,49 @@ class Trainer:
             layer.rng = None  # recreated from the seed: masks depend on (seed, iteration) only
         scores = model(x)
         loss, cache = softmax_cross_entropy_forward(scores, labels, 255, None, cfg.reduction)
-        if not np.isfinite(loss):
-            raise TrainingDiverged(
-                f"loss became {loss} at iteration {self.iteration}; stopped without saving. "
-                f"Last good checkpoint: {self.checkpoint_path if self.checkpoint_path.exists() else 'none'}. "
-                f"Lower the learning rate (lr={cfg.lr:g}, reduction={cfg.reduction!r}: a summed loss "
-                f"wants a rate about the pixel count smaller than a mean loss)")
-        model.backward(softmax_cross_entropy_backward(1.0, cache), input_grad=False)
-        lr = learning_rate(cfg.lr, self.iteration, cfg.schedule, cfg.schedule_iterations or cfg.iterations,
-                           cfg.step_size, cfg.gamma, warmup=cfg.warmup)
-        progress = self.elapsed / (cfg.minutes * 60) if cfg.minutes else self.iteration / cfg.iterations
-        lr *= cooldown_factor(progress, cfg.cooldown)  # 1 unless a cool-down is set
-        self.optimizer.step(lr)
-        valid = labels != 255
-        correct = float(((scores.argmax(axis=1) == labels) & valid).sum())
-        return loss, correct / max(float(valid.sum()), 1.0), lr
+        return scores, labels, loss, cache
+
+    def _check(self, quantity, value):
+        reason = self.guard.check(quantity, value)
+        if reason is not None:
+            saved = None if self.saved_iteration is None else (self.checkpoint_path, self.saved_iteration)
+            raise TrainingDiverged.at(self.iteration + 1, reason, self.config, self.out_dir, saved)
 
     # ------------------------------------------------------------------ the loop
     def run(self):
-        """Train until ``iterations`` or ``minutes`` run out (or Ctrl-C). Returns a summary."""
+        """Train until ``iterations`` or ``minutes`` run out, or Ctrl-C / SIGTERM. Returns a summary.
+
+        Raises
+        ------
+        UsageError
+            If ``out_dir`` holds another run and this trainer neither resumed it nor was told
+            to ``overwrite`` it.
+        TrainingDiverged
+            If the loss or the gradient norm diverges; nothing is saved after the last
+            checkpoint that was followed by a sane iteration.
+        """
         from tqdm import tqdm
 
         cfg = self.config
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if not self._owns_folder:
+            runfolder.claim(self.out_dir, self.overwrite)
+            self._owns_folder = True
+        runfolder.remove_stale_temporaries(self.out_dir)  # of a run killed while it wrote
+        self.stop_signal = None
         budget = cfg.minutes * 60 if cfg.minutes else None
         bar = tqdm(total=int(budget) if budget else cfg.iterations, initial=0 if budget else self.iteration,
                    unit="s" if budget else "it", disable=not self.progress, dynamic_ncols=True,
                    desc=f"{cfg.variant} width {cfg.width:g}")
-        previous = signal.signal(signal.SIGINT, self._request_stop)
-        log = _open_log(self.out_dir / "log.csv")
+        previous = {sig: signal.signal(sig, self._request_stop) for sig in STOP_SIGNALS}
+        log = runfolder.CsvLog(self.out_dir / "log.csv")
         smooth_loss = smooth_acc = None
-        reason = "iterations"
+        reason, first = "iterations", self.iteration
         try:
             while self.iteration < cfg.iterations:
                 if budget is not None and self.elapsed >= budget:
                     reason = "time budget"
                     break
-                if self._stop:
+                if self.stop_signal:
                     reason = "interrupted"
                     break
                 start = time.perf_counter()
@@ -169,21 +231,32 @@ class Trainer:
                               f"pixel accuracy {self.last_val['pixel_accuracy']:.3f}")
                 log.writerow(row)
                 if cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
-                    self.save_checkpoint()
+                    self._checkpoint_due = True  # written by the next step, once it has passed the guard
                 bar.set_postfix(loss=f"{smooth_loss:.3f}", acc=f"{smooth_acc:.3f}", refresh=False)
                 # whole seconds of a time budget, or one iteration; tqdm redraws at most 10x a second
                 step = min(int(self.elapsed), int(budget)) - bar.n if budget else 1
                 if step:
                     bar.update(step)
+            if self.iteration > first:
+                self._check_last_update()
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():  # None: a handler not set from Python
+                signal.signal(sig, signal.SIG_DFL if handler is None else handler)
             bar.close()
             log.close()
         self.save_checkpoint()
         return self.finish(reason)
 
+    def _check_last_update(self):
+        """The final weights have had no step after them to vouch for them: one forward of the
+        next batch (no caches kept) does, before they are saved."""
+        with self.model.inference():
+            loss = self._forward()[2]
+        self._check("loss", loss)
+
     def _request_stop(self, signum, frame):
-        self._stop = True  # finish the current iteration first: parameters stay consistent
+        # finish the current iteration first: parameters and momentum stay consistent
+        self.stop_signal = signal.Signals(signum).name
 
     def validate(self):
         scores = evaluate(self.model, self.source.validation)
@@ -198,9 +271,11 @@ class Trainer:
 
         save_model(self.model, self.out_dir / "model.npz",
                    extra={"trained": {"iterations": self.iteration, "config": self.config.to_dict()}})
-        summary = {"stopped_by": reason, "iterations": self.iteration, "seconds": round(self.elapsed, 1),
+        summary = {"stopped_by": reason, "signal": self.stop_signal if reason == "interrupted" else None,
+                   "iterations": self.iteration, "seconds": round(self.elapsed, 1),
                    "validation": _jsonable(self.last_val), "config": self.config.to_dict()}
-        (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        text = json.dumps(summary, indent=2) + "\n"
+        atomic_write(self.out_dir / "summary.json", lambda tmp: Path(tmp).write_text(text))
         plot_curves(self.out_dir / "log.csv", self.out_dir / "curves.png")
         return summary
 
@@ -215,35 +290,3 @@ def _jsonable(value):
     if isinstance(value, (np.floating, float)):
         return None if np.isnan(value) else float(value)
     return value
-
-
-class _CsvLog:
-    def __init__(self, path):
-        new = not path.exists() or path.stat().st_size == 0
-        self.file = open(path, "a", newline="")
-        self.writer = csv.DictWriter(self.file, LOG_FIELDS)
-        if new:
-            self.writer.writeheader()
-
-    def writerow(self, row):
-        self.writer.writerow(row)
-        self.file.flush()
-
-    def close(self):
-        self.file.close()
-
-
-def _open_log(path):
-    return _CsvLog(path)
-
-
-def _truncate_log(path, iteration):
-    """Drop log rows past the checkpoint's iteration (they will be redone identically)."""
-    if not path.exists():
-        return
-    with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= iteration]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, LOG_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)

@@ -150,3 +150,19 @@ def test_metadata_and_extra_fields_are_ignored(tmp_path):
     header = {"__metadata__": {"format": "pt"}, "a": dict(tensor(), extra="ignored")}
     path = crafted(tmp_path / "m.safetensors", header)
     np.testing.assert_array_equal(read_safetensors(path)["a"], [0, 1, 2, 3])
+
+
+def test_tensor_name_that_is_not_text_gives_a_one_line_error(tmp_path):
+    path = crafted(tmp_path / "n.safetensors", {"features.0.weight\nrm -rf": tensor()})
+    assert read_or_refuse(read_safetensors, path) is None
+    with pytest.raises(WeightFileError, match=r"n\.safetensors: tensor .* is not printable"):
+        read_safetensors(path)
+
+
+def test_scalar_where_conv5_3_weight_should_be_is_a_file_error(tmp_path):
+    # fc6 is reshaped by conv5_3's output channels: a 0-d conv5_3 weight has none
+    header = {"features.28.weight": tensor(shape=(), offsets=(0, 4)),
+              "classifier.0.weight": tensor(shape=(3,), offsets=(4, 16))}
+    path = crafted(tmp_path / "s.safetensors", header)
+    with pytest.raises(WeightFileError, match=r"s\.safetensors: "):
+        convert(path, tmp_path / "s.npz")

@@ -93,10 +93,13 @@ def _check_entries(header, data_len, src):
     specs = {}
     for name, entry in header.items():
         where = f"{src}: tensor {name!r:.80}"
+        if not name.isprintable():  # names go into messages, which are one line
+            raise WeightFileError(f"{where}: the name is not printable text")
         if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
             raise WeightFileError(f"{where}: expected dtype, shape and data_offsets, found "
                                   f"{entry!r:.80}")
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        dtype = dtype if isinstance(dtype, str) else repr(dtype)  # JSON can hold anything
         if dtype in NOT_NUMBERS:
             raise WeightFileError(f"{where} holds {NOT_NUMBERS[dtype]} (dtype {dtype}); "
                                   "expected float or integer weights")

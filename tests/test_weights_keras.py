@@ -348,3 +348,12 @@ def test_a_layer_that_is_a_dataset_is_named(tmp_path):
         f["block1_conv1"] = np.ones(4, np.float32)
     with pytest.raises(WeightFileError, match=r"w\.h5: layer block1_conv1 is not an HDF5 group"):
         convert(src, tmp_path / "w.npz")
+
+
+def test_layer_name_like_a_conv_block_but_not_one_is_named(tmp_path):
+    layers = keras_layers(top=False)
+    layers["block1_conv1_conv2"] = layers.pop("block1_conv1")
+    src = write_keras_h5(tmp_path / "odd.h5", layers)
+    with pytest.raises(WeightFileError, match=r"odd\.h5: layers that VGG16 does not have: "
+                                              r"block1_conv1_conv2"):
+        convert(src, tmp_path / "odd.npz")

@@ -18,6 +18,7 @@ Keras' layouts are channels-last:
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -109,8 +110,9 @@ def keras_state_dict(layers: dict, src="keras") -> dict:
     pool5_channels = None
     for layer, weights in layers.items():
         kernel, bias = _kernel_and_bias(weights, layer, src)
-        if layer.startswith("block") and "_conv" in layer:   # block{b}_conv{i} -> conv{b}_{i}
-            b, i = layer[len("block"):].split("_conv")
+        block_conv = re.fullmatch(r"block(\d)_conv(\d)", layer)
+        if block_conv:                                       # block{b}_conv{i} -> conv{b}_{i}
+            b, i = block_conv.groups()
             if kernel.ndim != 4 or kernel.shape[:2] != (3, 3):
                 raise WeightFileError(
                     f"{src}: {layer} kernel has shape {kernel.shape}; expected (3, 3, in, out). "

@@ -83,7 +83,7 @@ BAD_HEADERS = {  # case: (header or raw header bytes, words expected in the mess
     "deep-nesting": (b"[" * 50_000 + b"]" * 50_000, "the header is not valid JSON"),
     "a-list": (b"[1, 2]", "the header is a JSON list; expected an object"),
     "twice": (b'{"a": ' + json.dumps(tensor()).encode() + b', "a": '
-              + json.dumps(tensor()).encode() + b"}", "the header names a tensor twice"),
+              + json.dumps(tensor()).encode() + b"}", "the header names 'a' twice"),
     "no-offsets": ({"a": {"dtype": "F32", "shape": [4]}}, "expected dtype, shape and data_off"),
     "unknown-dtype": ({"a": tensor(dtype="F8_E4M3")}, "has dtype 'F8_E4M3'; expected one of"),
     "negative-size": ({"a": tensor(shape=(-4,))}, r"has shape \[-4\]; expected a list of sizes"),

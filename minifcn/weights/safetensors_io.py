@@ -70,11 +70,13 @@ def read_safetensors(path) -> dict:
 
 
 def _parse_header(raw, src):
-    """The JSON header as a dict; duplicate names are refused (which one would be meant?)."""
+    """The JSON header as a dict; a key given twice is refused (which one would be meant?)."""
     def no_duplicates(pairs):
-        keys = [k for k, _ in pairs]
-        if len(set(keys)) != len(keys):
-            raise WeightFileError(f"{src}: the header names a tensor twice")
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise WeightFileError(f"{src}: the header names {key!r:.80} twice")
+            seen.add(key)
         return dict(pairs)
 
     try:

@@ -371,3 +371,10 @@ def test_every_truncation_is_refused_naming_the_file(tmp_path):
         with pytest.raises(WeightFileError, match=r"cut\.caffemodel: "):
             convert(cut, tmp_path / "out.npz")
     assert not (tmp_path / "out.npz").exists()
+
+
+def test_scalar_conv5_3_blob_is_a_file_error(tmp_path):
+    # fc6 is reshaped by conv5_3's output channels: a 0-d conv5_3 weight has none
+    path = write(tmp_path, net(blob(dims=[], data=[1.0]), name=b"conv5_3"))
+    with pytest.raises(WeightFileError, match=r"crafted\.caffemodel: "):
+        convert(path, tmp_path / "out.npz")

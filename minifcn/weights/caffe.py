@@ -217,7 +217,8 @@ def caffe_state_dict(layers, src="caffemodel"):
         by_name[name] = (ltype, blobs)
     arrays, unknown, atonce = {}, [], False
     # fc6 flattens pool5, whose channel count is conv5_3's output count.
-    conv5_out = by_name["conv5_3"][1][0].shape[0] if "conv5_3" in by_name else 512
+    conv5_3 = by_name["conv5_3"][1][0] if "conv5_3" in by_name else None
+    conv5_out = conv5_3.shape[0] if conv5_3 is not None and conv5_3.ndim else 512
     for name, (ltype, blobs) in by_name.items():
         if name in ATONCE_SCALES:
             _check_scale(blobs[0], name, src)

@@ -27,16 +27,20 @@ from .layout import WeightFileError
 
 # safetensors' own reader refuses headers above 100 MB; VGG16's is about 3 kB.
 MAX_HEADER = 100 << 20
-DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2",
+# The format's dtypes as NumPy reads their bytes. Complex and integer tensors are read as
+# they are: which dtypes make weights is the converter's to say (naming the key).
+DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "C64": "<c8",
           "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
           "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1"}
-NOT_NUMBERS = {"BOOL": "booleans", "C64": "complex numbers (not supported: weights are real)"}
+# A BOOL byte other than 0 or 1 is no boolean NumPy can hold, and no weight either.
+NOT_NUMBERS = {"BOOL": "booleans"}
 
 
 def read_safetensors(path) -> dict:
     """Every tensor of a safetensors file as ``{name: numpy array}``.
 
-    ``BF16`` tensors come back as float32 (exactly: bfloat16 is float32's upper half).
+    ``BF16`` tensors come back as float32 (exactly: bfloat16 is float32's upper half),
+    the other dtypes as the file holds them (``C64`` as complex64, integers as integers).
 
     Raises
     ------

@@ -21,8 +21,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import MinifcnError
 from .hdf5_checks import HDF5Checks
 from .layout import FC6_KERNEL, WeightFileError

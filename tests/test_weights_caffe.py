@@ -14,7 +14,9 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory  # 
 from minifcn.npzio import load_npz  # noqa: E402
 from minifcn.preprocess import CAFFE_FCN, CAFFE_VGG, Preprocessing  # noqa: E402
 from minifcn.weights import WeightFileError, convert  # noqa: E402
-from minifcn.weights.caffe import read_caffemodel  # noqa: E402
+from minifcn.weights import protobuf_wire as wire  # noqa: E402
+from minifcn.weights.caffe import caffe_state_dict, read_caffemodel  # noqa: E402
+from fuzz_util import read_or_refuse  # noqa: E402
 from weights_testutil import assert_same_arrays, fcn_arrays, vgg_arrays  # noqa: E402
 
 F = descriptor_pb2.FieldDescriptorProto
@@ -229,3 +231,150 @@ def test_converted_vgg16_initialises_an_fcn(tmp_path):
     copied = fcn.copy_params(arrays)
     assert len(copied) == 2 * 15  # conv1_1..conv5_3, fc6, fc7 (not fc8: FCNs have none)
     np.testing.assert_array_equal(np.asarray(fcn.state_dict()["fc6.weight"]), vgg["fc6.weight"])
+
+
+# Crafted files: what a damaged or hostile caffemodel can say, written byte by byte so that
+# the test can say things the protobuf package would never write (wrong wire types, varints
+# past 64 bits, shapes that disagree with the data).
+
+def varint(n):
+    """Protobuf base-128 varint of a non-negative integer (no 64-bit limit: tests go past)."""
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def field(number, wire_type, payload):
+    """One field: tag, then the payload (length-prefixed for wire type 2)."""
+    if wire_type == 2:
+        payload = varint(len(payload)) + payload
+    return varint(number << 3 | wire_type) + payload
+
+
+def blob(dims=None, data=None, double=None, legacy=None):
+    """A BlobProto: shape (packed int64 dims, two's complement), packed data/double_data."""
+    out = b""
+    for number, value in zip((1, 2, 3, 4), legacy or ()):
+        out += field(number, 0, varint(value % (1 << 64)))
+    if data is not None:
+        out += field(5, 2, np.asarray(data, "<f4").tobytes())
+    if double is not None:
+        out += field(8, 2, np.asarray(double, "<f8").tobytes())
+    if dims is not None:
+        out += field(7, 2, field(1, 2, b"".join(varint(d % (1 << 64)) for d in dims)))
+    return out
+
+
+def net(*blobs, name=b"conv1_1", ltype=b"Convolution"):
+    """A NetParameter with one new-style layer holding ``blobs`` (BlobProto bytes)."""
+    layer = field(1, 2, name) + field(2, 2, ltype) + b"".join(field(7, 2, b) for b in blobs)
+    return field(1, 2, b"crafted") + field(100, 2, layer)
+
+
+def write(tmp_path, data, name="crafted.caffemodel"):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("dims", [
+    (1 << 20, 1 << 20, 64, 64),       # far more values than the four present
+    (4294967301, 2951479051106333492),  # product wraps to exactly 4 in 64-bit arithmetic
+    (-1, -4), (-2, -2), (2, -1, -2),  # negative sizes whose product is 4
+    ((1 << 63) - 1, (1 << 63) - 1, 0),  # int64 extremes
+], ids=["huge", "wraps-to-4", "neg-neg", "neg-neg-2", "neg-mixed", "int64-max"])
+def test_blob_shape_that_disagrees_with_its_data_is_refused(dims, tmp_path):
+    path = write(tmp_path, net(blob(dims=dims, data=[1, 2, 3, 4])))
+    assert read_or_refuse(read_caffemodel, path) is None
+    with pytest.raises(WeightFileError, match=r"crafted\.caffemodel: layer conv1_1 blob 0 has "
+                                              r"shape \("):
+        read_caffemodel(path)
+
+
+def test_legacy_dims_are_checked_like_shape_dims(tmp_path):
+    path = write(tmp_path, net(blob(legacy=(-1, -1, 2, 2), data=[1, 2, 3, 4])))
+    with pytest.raises(WeightFileError, match=r"blob 0 has shape \(-1, -1, 2, 2\); sizes cannot "
+                                              r"be negative"):
+        read_caffemodel(path)
+
+
+def test_more_axes_than_caffe_allows_is_refused(tmp_path):
+    path = write(tmp_path, net(blob(dims=[1] * 33, data=[1.0])))
+    with pytest.raises(WeightFileError, match=r"layer conv1_1 blob 0 has a shape of more than 32"):
+        read_caffemodel(path)
+
+
+WRONG_WIRE_TYPES = {  # case: (blob bytes, type field, message or None if it loads)
+    "data-as-varint": (field(5, 0, varint(7)), None, r"blob 0: data field 5 has wire type 0"),
+    "float-as-fixed64": (field(5, 1, bytes(8)), None, r"blob 0: data field 5 has wire type 1"),
+    # a shape sent as a number is not a shape: the 4 values then have no shape to fill
+    "shape-as-varint": (field(7, 0, varint(4)) + field(5, 2, bytes(16)), None,
+                        r"blob 0 has shape \(\) = 1 values but holds 4"),
+    # a string field sent as a number is skipped, as protobuf skips what it cannot use
+    "type-as-varint": (field(5, 2, bytes(4)), field(2, 0, varint(4)), None),
+}
+
+
+@pytest.mark.parametrize("case", WRONG_WIRE_TYPES)
+def test_fields_with_the_wrong_wire_type(case, tmp_path):
+    blob_bytes, type_field, message = WRONG_WIRE_TYPES[case]
+    layer = field(1, 2, b"conv1_1") + (type_field or field(2, 2, b"Convolution"))
+    path = write(tmp_path, field(100, 2, layer + field(7, 2, blob_bytes)))
+    result = read_or_refuse(read_caffemodel, path)
+    if message is None:
+        [(name, ltype, [values])] = result
+        assert (name, ltype, values.shape) == ("conv1_1", "?", ())
+    else:
+        assert result is None
+        with pytest.raises(WeightFileError, match=r"crafted\.caffemodel: layer conv1_1 " + message):
+            read_caffemodel(path)
+
+
+def test_varint_past_64_bits_is_refused(tmp_path):
+    with pytest.raises(wire.WireFormatError, match="overflows 64 bits"):
+        wire.read_varint(varint((1 << 64) + 4), 0, 10)
+    # as a dim: 2**64 + 4 must not be read as 4
+    shape = field(7, 2, field(1, 0, varint((1 << 64) + 4)))
+    path = write(tmp_path, net(field(5, 2, np.ones(4, "<f4").tobytes()) + shape))
+    with pytest.raises(WeightFileError, match=r"crafted\.caffemodel: .*overflows 64 bits"):
+        read_caffemodel(path)
+
+
+def test_double_data_wins_over_data_as_in_caffe(tmp_path):
+    # Caffe's Blob::FromProto reads double_data whenever it has values, data otherwise.
+    path = write(tmp_path, net(blob(dims=[2], data=[9, 9, 9], double=[0.5, -2.0])))
+    [(_, _, [values])] = read_caffemodel(path)
+    np.testing.assert_array_equal(values, np.array([0.5, -2.0], np.float32))
+
+
+def test_double_beyond_float32_is_refused_not_made_inf(tmp_path):
+    path = write(tmp_path, net(blob(dims=[2], double=[1.0, 1e300])))
+    with pytest.raises(WeightFileError, match=r"blob 0 holds 1e\+300, beyond float32's range"):
+        read_caffemodel(path)
+
+
+def test_layer_name_that_is_not_text_gives_a_one_line_error(tmp_path):
+    path = write(tmp_path, net(blob(dims=[1], data=[1.0]), name=b"conv1_1\nrm -rf"))
+    assert read_or_refuse(lambda p: caffe_state_dict(read_caffemodel(p), p.name), path) is None
+
+
+def test_every_truncation_is_refused_naming_the_file(tmp_path):
+    src = write_caffemodel(tmp_path / "full.caffemodel",
+                           fcn_caffe_layers(fcn_arrays("fcn8s", divisor=64)), v1=False)
+    data, cut = src.read_bytes(), tmp_path / "cut.caffemodel"
+    for end in sorted(set(range(1, 120, 3)) | set(range(120, len(data), 1999))):
+        cut.write_bytes(data[:end])
+        read_or_refuse(read_caffemodel, cut)
+        with pytest.raises(WeightFileError, match=r"cut\.caffemodel: "):
+            convert(cut, tmp_path / "out.npz")
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_scalar_conv5_3_blob_is_a_file_error(tmp_path):
+    # fc6 is reshaped by conv5_3's output channels: a 0-d conv5_3 weight has none
+    path = write(tmp_path, net(blob(dims=[], data=[1.0]), name=b"conv5_3"))
+    with pytest.raises(WeightFileError, match=r"crafted\.caffemodel: "):
+        convert(path, tmp_path / "out.npz")

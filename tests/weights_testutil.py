@@ -59,6 +59,18 @@ def fcn_arrays(kind, classes=5, divisor=NARROW, seed=1):
     return out
 
 
+def fuzz_values(shape, rng):
+    """float32 weights +-2**-63 * (1 + k/256) for the fuzz tests of the weight readers.
+
+    Their exponent bits are 0b01000000 (as a double, 0b01111000000) and their low mantissa
+    byte is zero, so no four flipped bits in a value and no byte-order swap can make one
+    inf or NaN: a non-finite value read from a fuzzed file came from somewhere else.
+    """
+    k = rng.integers(0, 256, size=shape)
+    sign = rng.choice([-1.0, 1.0], size=shape)
+    return (sign * 2.0**-63 * (1 + k / 256)).astype(np.float32)
+
+
 def to_torchvision(arrays):
     """minifcn names -> torchvision's VGG16 state-dict names and Linear layouts."""
     out = {}

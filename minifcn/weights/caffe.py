@@ -19,6 +19,7 @@ flattened channels-first, so fc6 reshapes straight to ``(4096, 512, 7, 7)``.
 """
 from __future__ import annotations
 
+import math
 import mmap
 from pathlib import Path
 
@@ -31,66 +32,112 @@ NET_LAYERS_V1, NET_LAYER = 2, 100
 V1_TYPES = {4: "Convolution", 14: "InnerProduct", 39: "Deconvolution"}
 SCORE_LAYERS = ("score_fr", "score_pool4", "score_pool3")
 UPSCORE_LAYERS = ("upscore", "upscore2", "upscore16", "upscore_pool4", "upscore8")
+# BlobProto's value fields: number -> (packed wire type, one-value wire type, dtype).
+DATA_FIELDS = {5: (wire.LENGTH_DELIMITED, wire.FIXED32, "<f4"),
+               8: (wire.LENGTH_DELIMITED, wire.FIXED64, "<f8")}
+MAX_AXES = 32  # Caffe's kMaxBlobAxes
 # FCN-8s at-once scales pool4 and pool3 by fixed constants (Scale layers with lr 0).
 ATONCE_SCALES = {"scale_pool4": 0.01, "scale_pool3": 0.0001}
 
 
 def _read_blob(buf, span, where):
-    """One ``BlobProto`` -> float array in its own shape (``shape`` or legacy 4-D dims)."""
-    legacy, dims, chunks, singles = {}, None, [], []
+    """One ``BlobProto`` -> float32 array in its own shape (``shape`` or legacy 4-D dims).
 
-    def flush_singles():
-        # Unpacked floats arrive one field each; gather their bytes in one step.
-        if singles:
-            chunks.append(wire.gather_fixed(buf, singles, singles[0][1]))
-            singles.clear()
-
+    The shape is checked against the values actually present before anything is
+    allocated: a blob cannot claim more (or fewer) values than its bytes hold.
+    """
+    legacy, dims, values = {}, None, {5: [], 8: []}
     for number, wtype, value in wire.iter_fields(buf, *span):
         if number in (1, 2, 3, 4) and wtype == wire.VARINT:
             legacy[number] = wire.to_signed64(value)
-        elif number in (5, 8):  # float (5) or double (8) data, packed or one value per field
-            dtype = "<f4" if number == 5 else "<f8"
-            if wtype == wire.LENGTH_DELIMITED:
-                flush_singles()
-                chunks.append(wire.fixed_array(buf, value, dtype))
-            else:
-                if singles and singles[0][1] != dtype:
-                    flush_singles()
-                singles.append((value[0], dtype))
-        elif number == 7:
-            dims = []
-            for n, t, v in wire.iter_fields(buf, *value):
-                if n == 1:
-                    dims += wire.packed_varints(buf, v) if t == wire.LENGTH_DELIMITED else [v]
-            dims = [wire.to_signed64(d) for d in dims]
-    flush_singles()
+        elif number in DATA_FIELDS:
+            packed, single, _ = DATA_FIELDS[number]
+            if wtype not in (packed, single):
+                raise WeightFileError(f"{where}: data field {number} has wire type {wtype}")
+            values[number].append(value)
+        elif number == 7 and wtype == wire.LENGTH_DELIMITED:
+            # a repeated message field sent twice is merged: its dims are concatenated
+            dims = (dims or []) + _blob_shape(buf, value, len(dims or []), where)
     if dims is None:  # legacy blobs are always 4-D (num, channels, height, width)
         dims = [legacy.get(i, 1) for i in (1, 2, 3, 4)] if legacy else []
-    if not chunks:
+    # Caffe's Blob::FromProto reads double_data when there is any, data otherwise.
+    number = 8 if values[8] else 5
+    spans, dtype = values[number], np.dtype(DATA_FIELDS[number][2])
+    count = 0
+    for start, end in spans:
+        if (end - start) % dtype.itemsize:
+            raise WeightFileError(f"{where}: a data field of {end - start} bytes is not "
+                                  f"whole {dtype.itemsize}-byte values")
+        count += (end - start) // dtype.itemsize
+    if count == 0:
         raise WeightFileError(f"{where} holds no data")
-    # One copy, out of the memory-mapped file (views of it must not outlive the map).
-    data = (np.concatenate(chunks) if len(chunks) > 1 else chunks[0]).astype(np.float32)
-    if data.size == 0:
-        raise WeightFileError(f"{where} holds no data")
-    if data.size != int(np.prod(dims)):
-        raise WeightFileError(f"{where} has shape {tuple(dims)} but {data.size} values")
-    return data.reshape(dims)
+    if any(d < 0 for d in dims):
+        raise WeightFileError(f"{where} has shape {tuple(dims)}; sizes cannot be negative")
+    if math.prod(dims) != count:  # exact: Python integers do not overflow
+        raise WeightFileError(f"{where} has shape {tuple(dims)} = {math.prod(dims)} values "
+                              f"but holds {count}")
+    return _gather(buf, spans, dtype, where).reshape(dims)
+
+
+def _blob_shape(buf, span, axes_before, where):
+    """The ``dim`` list of a ``BlobShape`` message (int64s, packed or not)."""
+    dims = []
+    for number, wtype, value in wire.iter_fields(buf, *span):
+        if number == 1 and wtype == wire.LENGTH_DELIMITED:
+            dims += wire.packed_varints(buf, value, MAX_AXES + 1)
+        elif number == 1 and wtype == wire.VARINT:
+            dims.append(value)
+        if axes_before + len(dims) > MAX_AXES:
+            raise WeightFileError(f"{where} has a shape of more than {MAX_AXES} axes "
+                                  "(Caffe's limit)")
+    return [wire.to_signed64(d) for d in dims]
+
+
+def _gather(buf, spans, dtype, where):
+    """One float32 copy of a blob's values, out of the memory-mapped file.
+
+    ``spans`` are packed fields (many values) or unpacked ones (one value per field, as
+    proto2 writes repeated floats by default); runs of single values are gathered at once.
+    """
+    pieces, singles = [], []
+    for start, end in spans:
+        if end - start == dtype.itemsize:
+            singles.append(start)
+            continue
+        if singles:
+            pieces.append(wire.gather_fixed(buf, singles, dtype))
+            singles = []
+        pieces.append(wire.fixed_array(buf, (start, end), dtype))
+    if singles:
+        pieces.append(wire.gather_fixed(buf, singles, dtype))
+    # views of the map must not outlive it: concatenate and astype both copy
+    data = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+    if data.dtype == np.float64:  # a double beyond float32's range would become inf
+        finite = np.abs(data[np.isfinite(data)])
+        if finite.size and finite.max() > np.finfo(np.float32).max:
+            raise WeightFileError(f"{where} holds {finite.max():g}, beyond float32's range")
+    return data.astype(np.float32)
 
 
 def _read_layer(buf, span, legacy_v1, src):
     """``(name, type, [blob arrays])`` of one layer message."""
     name_field, type_field, blobs_field = (4, 5, 6) if legacy_v1 else (1, 2, 7)
+    type_wire = wire.VARINT if legacy_v1 else wire.LENGTH_DELIMITED
     name, ltype, blob_spans = "?", "?", []
     for number, wtype, value in wire.iter_fields(buf, *span):
         if number == name_field and wtype == wire.LENGTH_DELIMITED:
             name = wire.as_text(buf, value)
-        elif number == type_field:
+        elif number == type_field and wtype == type_wire:
             if legacy_v1:  # an enum number; only the types carrying weights matter here
                 ltype = V1_TYPES.get(value, f"V1 type {value}")
             else:
                 ltype = wire.as_text(buf, value)
         elif number == blobs_field and wtype == wire.LENGTH_DELIMITED:
             blob_spans.append(value)
+    for text in (name, ltype):  # both go into messages and must read as one line
+        if not text.isprintable():
+            raise WeightFileError(f"{src}: layer name or type {text!r:.80} is not printable "
+                                  "text")
     blobs = [_read_blob(buf, s, f"{src}: layer {name} blob {i}") for i, s in enumerate(blob_spans)]
     return name, ltype, blobs
 
@@ -170,7 +217,8 @@ def caffe_state_dict(layers, src="caffemodel"):
         by_name[name] = (ltype, blobs)
     arrays, unknown, atonce = {}, [], False
     # fc6 flattens pool5, whose channel count is conv5_3's output count.
-    conv5_out = by_name["conv5_3"][1][0].shape[0] if "conv5_3" in by_name else 512
+    conv5_3 = by_name["conv5_3"][1][0] if "conv5_3" in by_name else None
+    conv5_out = conv5_3.shape[0] if conv5_3 is not None and conv5_3.ndim else 512
     for name, (ltype, blobs) in by_name.items():
         if name in ATONCE_SCALES:
             _check_scale(blobs[0], name, src)

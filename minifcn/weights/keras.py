@@ -18,10 +18,11 @@ Keras' layouts are channels-last:
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-import numpy as np
-
+from ..errors import MinifcnError
+from .hdf5_checks import HDF5Checks
 from .layout import FC6_KERNEL, WeightFileError
 
 
@@ -34,43 +35,51 @@ def _import_h5py():
     return h5py
 
 
-def _names(attrs, key):
-    """A list-of-strings attribute (h5py gives bytes for old files)."""
-    return [n.decode("utf8") if isinstance(n, bytes) else str(n) for n in attrs.get(key, [])]
-
-
-def _dataset_names(group, h5py):
-    """Paths of every dataset below ``group``, in file order."""
-    found = []
-    group.visititems(lambda name, obj: found.append(name)
-                     if isinstance(obj, h5py.Dataset) else None)
-    return found
+# What h5py raises for a file HDF5 cannot make sense of (corrupt, truncated, crafted).
+_H5PY_ERRORS = (OSError, KeyError, TypeError, ValueError, RuntimeError, IndexError,
+                OverflowError)
 
 
 def read_keras_h5(path) -> dict:
     """Every layer of a Keras weight file that has weights.
 
+    Nothing the file says is trusted before it is checked (see :mod:`.hdf5_checks`): links
+    must be plain hard links inside the file, datasets plain numbers stored in the file.
+
     Returns
     -------
     dict of str -> list of ndarray
         Layer name -> its weights in file order (kernel, then bias), in Keras layouts.
+
+    Raises
+    ------
+    WeightFileError
+        If the file is not a readable HDF5 file, or holds links, external or virtual
+        data, or datasets that are not plain numbers; the message names the file (and the
+        dataset or link).
     """
     h5py = _import_h5py()
     path = Path(path)
+    checks = HDF5Checks(h5py, path)
     try:
         with h5py.File(path, "r") as f:
-            root = f["model_weights"] if "model_weights" in f else f
+            whole_model = f.get("model_weights", getlink=True) is not None
+            root = checks.child(f, "model_weights") if whole_model else f
             layers = {}
-            for layer in _names(root.attrs, "layer_names") or list(root.keys()):
-                group = root[layer]
-                # no attribute: take the datasets found inside, in file order
-                names = _names(group.attrs, "weight_names") or _dataset_names(group, h5py)
-                weights = [np.asarray(group[n]) for n in names]
+            for layer in checks.string_list(root, "layer_names") or list(root.keys()):
+                group = checks.child(root, layer)
+                if not isinstance(group, h5py.Group):
+                    raise WeightFileError(f"{path.name}: layer {layer} is not an HDF5 group")
+                # no attribute: take the datasets found inside (kernel and bias by rank)
+                names = checks.string_list(group, "weight_names") or checks.dataset_names(group)
+                weights = [checks.read(checks.child(group, n)) for n in names]
                 if weights:
                     layers[layer] = weights
-    except (OSError, KeyError) as exc:
-        raise WeightFileError(
-            f"{path.name}: not a readable Keras HDF5 weight file ({exc})") from None
+    except MinifcnError:
+        raise
+    except _H5PY_ERRORS as exc:
+        raise WeightFileError(f"{path.name}: not a readable Keras HDF5 weight file "
+                              f"({' '.join(str(exc).split())})") from None
     if not layers:
         raise WeightFileError(f"{path.name}: no layers with weights in this HDF5 file")
     return layers
@@ -99,8 +108,9 @@ def keras_state_dict(layers: dict, src="keras") -> dict:
     pool5_channels = None
     for layer, weights in layers.items():
         kernel, bias = _kernel_and_bias(weights, layer, src)
-        if layer.startswith("block") and "_conv" in layer:   # block{b}_conv{i} -> conv{b}_{i}
-            b, i = layer[len("block"):].split("_conv")
+        block_conv = re.fullmatch(r"block(\d)_conv(\d)", layer)
+        if block_conv:                                       # block{b}_conv{i} -> conv{b}_{i}
+            b, i = block_conv.groups()
             if kernel.ndim != 4 or kernel.shape[:2] != (3, 3):
                 raise WeightFileError(
                     f"{src}: {layer} kernel has shape {kernel.shape}; expected (3, 3, in, out). "

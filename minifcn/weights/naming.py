@@ -80,7 +80,8 @@ def pytorch_state_dict(sd: dict, src="weights"):
     if not arrays:
         raise WeightFileError(f"{src}: no VGG16/FCN keys found")
     if "fc6.weight" in arrays:  # fc6 flattens pool5: conv5_3's channels x 7 x 7
-        channels = arrays["conv5_3.weight"].shape[0] if "conv5_3.weight" in arrays else 512
+        conv5_3 = arrays.get("conv5_3.weight")
+        channels = conv5_3.shape[0] if conv5_3 is not None and conv5_3.ndim else 512
         arrays["fc6.weight"] = fc_to_conv(arrays["fc6.weight"], channels, FC6_KERNEL,
                                           "fc6.weight", src)
     for name in ("fc7.weight", "fc8.weight"):

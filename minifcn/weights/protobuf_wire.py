@@ -17,6 +17,12 @@ Wire types 3 and 4 (groups) are obsolete and are refused. Nothing says which fie
 message holds or in what order: readers keep the fields they know and skip the rest by wire
 type, which is all that :func:`iter_fields` does. Nested messages are read by calling it
 again on the ``(start, end)`` span of a length-delimited field.
+
+The bytes may come from anywhere, so every step is bounded by the bytes present: a read
+never leaves the span of the message it belongs to (a length that runs past it is an
+error), each loop consumes at least one byte per turn, a varint has at most 10 bytes and
+must fit in 64 bits, and nothing here recurses: a reader knows how deep its messages nest
+and calls :func:`iter_fields` once per level (four for a caffemodel).
 """
 from __future__ import annotations
 
@@ -39,12 +45,12 @@ def read_varint(buf, pos: int, end: int):
             raise WireFormatError(f"varint runs past the end of the message at byte {pos}")
         byte = buf[pos]
         pos += 1
+        if shift == 63 and byte > 1:  # the 10th byte holds bit 63 and nothing else
+            raise WireFormatError(f"varint overflows 64 bits at byte {pos}")
         value |= (byte & 0x7F) << shift
         if byte < 0x80:
             return value, pos
         shift += 7
-        if shift > 63:
-            raise WireFormatError(f"varint longer than 10 bytes at byte {pos}")
 
 
 def iter_fields(buf, start: int = 0, end: int | None = None):
@@ -57,6 +63,8 @@ def iter_fields(buf, start: int = 0, end: int | None = None):
         for the other wire types (so large float arrays are never copied while scanning).
     """
     end = len(buf) if end is None else end
+    if not 0 <= start <= end <= len(buf):
+        raise WireFormatError(f"message span {start}..{end} is outside the {len(buf)} bytes")
     pos = start
     while pos < end:
         tag, pos = read_varint(buf, pos, end)
@@ -83,11 +91,16 @@ def iter_fields(buf, start: int = 0, end: int | None = None):
         pos += length
 
 
-def packed_varints(buf, span) -> list:
-    """Decode a packed repeated varint field (e.g. ``int64 dim``) from its byte span."""
+def packed_varints(buf, span, max_count: int) -> list:
+    """Decode a packed repeated varint field (e.g. ``int64 dim``) from its byte span.
+
+    More than ``max_count`` values is an error, raised before they are all decoded.
+    """
     pos, end = span
     values = []
     while pos < end:
+        if len(values) == max_count:
+            raise WireFormatError(f"a packed field of more than {max_count} values at byte {pos}")
         value, pos = read_varint(buf, pos, end)
         values.append(value)
     return values
@@ -105,13 +118,16 @@ def fixed_array(buf, span, dtype) -> np.ndarray:
 def gather_fixed(buf, starts, dtype) -> np.ndarray:
     """Values of an *unpacked* repeated float/double field: one field per value.
 
-    ``starts`` lists ``(byte offset, dtype)`` of each value; they are gathered in one
-    vectorised step rather than one small array per value.
+    ``starts`` holds the byte offset of each value (spans :func:`iter_fields` checked);
+    they are gathered byte by byte in ``itemsize`` vectorised steps rather than one small
+    array per value.
     """
     dtype = np.dtype(dtype)
-    offsets = np.array([start for start, _ in starts], dtype=np.int64)
+    offsets = np.asarray(starts, dtype=np.int64)
     raw = np.frombuffer(buf, dtype=np.uint8)
-    picked = raw[offsets[:, None] + np.arange(dtype.itemsize)]  # (n, itemsize) bytes
+    picked = np.empty((len(offsets), dtype.itemsize), dtype=np.uint8)  # (n, itemsize) bytes
+    for k in range(dtype.itemsize):
+        picked[:, k] = raw[offsets + k]
     return picked.reshape(-1).view(dtype)
 
 

@@ -5,10 +5,11 @@ Every subcommand takes ``--device cpu|gpu`` (default: ``$MINIFCN_DEVICE``, else 
 Errors, from this one place (:func:`main`): an error a user can fix (a bad or missing file, an
 option out of range, no GPU: :class:`~minifcn.errors.MinifcnError`, ``ValueError``,
 ``OSError``) is printed as one line naming the thing and gives exit status 1; a bad option
-caught by the parser gives status 2, also in one line (:class:`OneLineParser`); Ctrl-C
-gives 130. Nothing is left half-written. Any
-other exception is a bug and keeps its traceback; ``--debug`` shows the traceback of user
-errors too.
+caught by the parser gives status 2, also in one line (:class:`OneLineParser`); running out
+of memory (an image, batch or width too large for this machine) is one line and status 1;
+Ctrl-C gives 130 (training saves first, and handles SIGTERM the same way, status 143).
+Nothing is left half-written. Any other exception is a bug and keeps its traceback;
+``--debug`` shows the traceback of user errors too.
 """
 from __future__ import annotations
 
@@ -120,6 +121,12 @@ def main(argv=None):
         if args.debug:
             traceback.print_exc()
         print(f"minifcn {args.command}: error: {user_error_message(exc)}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        if args.debug:
+            traceback.print_exc()
+        print(f"minifcn {args.command}: error: out of memory; use smaller images, a smaller "
+              "--batch-size or --width, or a machine with more memory", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"minifcn {args.command}: interrupted", file=sys.stderr)

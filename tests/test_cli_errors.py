@@ -71,3 +71,29 @@ def test_a_good_command_writes_nothing_on_stderr(tmp_path, args):
     process, _ = _start(args, tmp_path)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 0 and err == "" and "upscore8" in out
+
+
+def test_out_of_memory_is_one_line(monkeypatch, capsys):
+    # an image, batch or width too large for the machine is the user's to change, not a bug
+    import minifcn.cli as cli
+
+    def exhausted(device):
+        raise MemoryError
+
+    monkeypatch.setattr(cli, "resolve_device", exhausted)
+    assert cli.main(["describe", "fcn8s"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("minifcn describe: error: out of memory")
+
+
+def test_predict_names_the_image_that_is_too_small(tmp_path, capsys):
+    from PIL import Image
+
+    import minifcn.cli as cli
+
+    small = tmp_path / "tiny.png"
+    Image.new("RGB", (40, 40)).save(small)  # the shipped net (pad 69) needs 57x57
+    assert cli.main(["predict", str(small), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{small}: input 40x40 is too small" in err and "57x57" in err
+    assert not (tmp_path / "out" / "tiny_mask.png").exists()

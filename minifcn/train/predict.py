@@ -9,12 +9,9 @@ import numpy as np
 from ..data.imagefile import read_image
 from ..data.palette import overlay, save_palette_png
 from ..errors import UsageError
+from ..models.fcn import ImageTooSmallError
+from ..npzio import atomic_write
 from .evaluate import segment
-
-
-# One image decoder for the package: 16-bit and float scaling, EXIF orientation, alpha over
-# black, truncated files and decompression bombs refused with one line naming the file.
-read_rgb = read_image
 
 
 def output_names(paths):
@@ -70,10 +67,17 @@ def predict_files(model, paths, out_dir):
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path in paths:
-        image = read_rgb(path)
-        labels = segment(model, image)
+        image = read_image(path)
+        try:
+            labels = segment(model, image)
+        except ImageTooSmallError as exc:
+            raise ImageTooSmallError(f"{path}: {exc}") from None
         mask_path, overlay_path = next(outputs)
-        save_palette_png(mask_path, labels.astype(np.uint8))
-        Image.fromarray(overlay(image, labels)).save(overlay_path)
+        # each written whole under a temporary name first: an interrupted run leaves no
+        # half-written PNG under a result's name
+        atomic_write(mask_path, lambda tmp: save_palette_png(tmp, labels.astype(np.uint8)),
+                     suffix=".png")
+        atomic_write(overlay_path, lambda tmp: Image.fromarray(overlay(image, labels)).save(tmp),
+                     suffix=".png")
         written.append((Path(path), mask_path, overlay_path, sorted(np.unique(labels).tolist())))
     return written

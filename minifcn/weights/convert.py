@@ -78,7 +78,7 @@ def _read(path: Path, fmt: str):
     """``(arrays in minifcn names, default preprocessing for VGG, for FCN, at-once hint)``."""
     try:
         return _read_format(path, fmt)
-    except ImportError as exc:  # h5py or safetensors missing: the user's to install, not a bug
+    except ImportError as exc:  # h5py missing: the user's to install, not a bug
         raise MinifcnError(f"{path.name}: {exc}") from None
 
 

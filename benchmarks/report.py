@@ -9,6 +9,10 @@ import json
 import sys
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
+FIGURES = ROOT / "docs" / "figures" / "performance"
+
 GB = 1e9
 
 
@@ -130,8 +134,6 @@ def layer_chart(report, size, path):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    from benchmarks.run import FIGURES, RESULTS
-
     files = [a for a in argv if not a.startswith("--")]
     report = json.loads(Path(files[0] if files else RESULTS).read_text())
     print(table(report))

@@ -35,9 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
-FIGURES = ROOT / "docs" / "figures" / "performance"
+from benchmarks.report import FIGURES, RESULTS, ROOT, layer_chart, table
+
 TARGETS = {"forward": 1.0, "train": 1.3, "memory": 1.5, "step": 1.5}  # ratio to PyTorch, at most
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -226,7 +225,6 @@ def main(argv=None):
     report["machine"]["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     _write(report, args.out)
 
-    from benchmarks.report import layer_chart, table
 
     print(table(report))
     if not args.no_figure:

@@ -73,6 +73,9 @@ def _one_line(exc):
 def _refusing(path, what):
     """Turn Pillow's exceptions about the bytes of ``path`` into one :class:`ImageFileError`."""
     with warnings.catch_warnings():
+        # Pillow's other warnings ("Corrupt EXIF data") would print a second line beside the
+        # one-line error; a corrupt EXIF block reads as orientation 1, as viewers show it
+        warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             yield

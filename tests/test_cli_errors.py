@@ -20,6 +20,10 @@ BAD_INPUTS = [
     (["describe", "fcn8s", "--size", "big"], 2, "--size"),
     (["describe", "fcn8s", "--num-classes", "0"], 2, "--num-classes"),
     (["describe", "fcn8s", "--width", "nan"], 2, "--width"),
+    # finite but past any network a model file may hold (its channel counts would overflow)
+    (["describe", "fcn8s", "--width", "1e300"], 2, "--width"),
+    (["describe", "fcn8s", "--num-classes", "1" + "0" * 400], 2, "--num-classes"),
+    (["convert", "{missing}", "{tmp}/out.npz", "--width", "1e308"], 2, "--width"),
     (["describe", "fcn8s", "--pad", "10"], 1, "--pad 10"),
     (["describe", "fcn8s", "--size", "5x5", "--pad", "69"], 1, "57x57"),
     (["gradcheck", "--models"], 2, "--models"),

@@ -8,10 +8,12 @@ from minifcn.train import TrainConfig
 
 # (option, value) pairs that make no sense, from what each setting means: a rate, a size or a
 # count is positive; a probability, momentum or fraction lies in [0, 1) or [0, 1]; a number of
-# iterations or minutes that may be 0 ("never", "no limit") is not negative; nothing is NaN.
+# iterations or minutes that may be 0 ("never", "no limit") is not negative; nothing is NaN;
+# width and pad stay within what a model file may hold, or the run's model.npz could not be
+# loaded again; a time budget past a million minutes is no budget.
 BAD_TRAIN_VALUES = [
-    ("width", "0"), ("width", "-0.5"), ("width", "nan"),
-    ("pad", "-1"), ("pad", "1.5"),
+    ("width", "0"), ("width", "-0.5"), ("width", "nan"), ("width", "1e308"),
+    ("pad", "-1"), ("pad", "1.5"), ("pad", "600"),
     ("dropout", "-0.1"), ("dropout", "1"), ("dropout", "nan"),
     ("image_size", "-1"),
     ("batch_size", "0"), ("batch_size", "-2"),
@@ -24,7 +26,7 @@ BAD_TRAIN_VALUES = [
     ("iterations", "0"), ("iterations", "-5"),
     ("schedule_iterations", "-1"),
     ("cooldown", "-0.1"), ("cooldown", "1.5"), ("cooldown", "nan"),
-    ("minutes", "-1"), ("minutes", "nan"),
+    ("minutes", "-1"), ("minutes", "nan"), ("minutes", "1e308"),
     ("val_every", "-1"),
     ("val_images", "0"),
     ("checkpoint_every", "-1"),
@@ -86,6 +88,7 @@ def test_train_config_takes_sensible_values():
 
 @pytest.mark.parametrize("command,name,value", [
     ("demo", "--minutes", "0"), ("demo", "--minutes", "-2"), ("demo", "--minutes", "nan"),
+    ("demo", "--minutes", "1e308"),
     ("evaluate", "--images", "0"), ("evaluate", "--images", "-3"),
     ("evaluate", "--image-size", "0"), ("evaluate", "--image-size", "-64"),
 ])

@@ -110,6 +110,13 @@ def test_missing_source(tmp_path):
         convert(tmp_path / "nowhere.pth", tmp_path / "out.npz")
 
 
+def test_folder_as_source_is_called_a_folder(tmp_path):
+    # a folder is there, so "no such file" would send the user looking for a missing path
+    (tmp_path / "weights.pth").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"weights\.pth: is a folder"):
+        convert(tmp_path / "weights.pth", tmp_path / "out.npz")
+
+
 def test_load_converted_round_trip(tmp_path):
     pytest.importorskip("safetensors")
     from safetensors.numpy import save_file

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..cliargs import non_negative, positive
+from ..cliargs import non_negative, number, positive
 from ..errors import UsageError
 from .coords import blob_sides, coordinate_maps, crop_offsets, receptive_fields, smallest_input
-from .spec import REFERENCE_PAD, VARIANTS, network_specs
+from .spec import MAX_CLASSES, MAX_WIDTH, REFERENCE_PAD, VARIANTS, network_specs
 
 
 def blob_rows(variant, height, width, num_classes=21, net_width=1.0, pad=REFERENCE_PAD):
@@ -138,9 +138,10 @@ def add_describe_parser(sub):
     p.add_argument("variant", choices=VARIANTS, help="which network")
     p.add_argument("--size", type=image_size, default=(500, 500),
                    help="input HxW, or N for NxN (default 500x500)")
-    p.add_argument("--num-classes", type=positive(int), default=21,
+    p.add_argument("--num-classes", type=number(int, low=1, high=MAX_CLASSES), default=21,
                    help="output classes (default 21)")
-    p.add_argument("--width", type=positive(float), default=1.0,
+    p.add_argument("--width", type=number(float, low=0, high=MAX_WIDTH, low_open=True),
+                   default=1.0,
                    help="channel multiplier (default 1.0)")
     p.add_argument("--pad", type=non_negative(int), default=REFERENCE_PAD,
                    help="conv1_1 padding (default 100)")

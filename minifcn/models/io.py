@@ -23,15 +23,9 @@ from ..npzio import load_npz, save_npz
 from ..preprocess import Preprocessing
 from .coords import crop_offsets
 from .fcn import FCN, MODELS
-from .spec import network_specs
+from .spec import MAX_CLASSES, MAX_PAD, MAX_WIDTH, network_specs
 
 FORMAT_VERSION = 1
-# Bounds on what a file may ask for: generous for any real use, far below what would
-# exhaust memory. Width 4 is already 6.6 GB of fc6; conv1_1's padding is 100 in the
-# reference (more buys nothing, and the padded input grows with its square).
-MAX_CLASSES = 65536
-MAX_WIDTH = 4.0
-MAX_PAD = 512
 
 
 def _is_int(value):

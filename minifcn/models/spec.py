@@ -29,6 +29,13 @@ VGG_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))  # (channels, con
 FC_CHANNELS = 4096
 REFERENCE_PAD = 100
 AT_ONCE_SCALES = {"pool4": 0.01, "pool3": 0.0001}
+# Bounds on a network's settings, for model files and the command line alike: generous for
+# any real use, far below what would exhaust memory. Width 4 is already 6.6 GB of fc6;
+# conv1_1's padding is 100 in the reference (more buys nothing, and the padded input grows
+# with its square).
+MAX_CLASSES = 65536
+MAX_WIDTH = 4.0
+MAX_PAD = 512
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ import signal
 import sys
 from pathlib import Path
 
-from ..cliargs import positive
+from ..cliargs import number, positive
 from ..errors import UsageError
-from .config import CHOICES, PRESETS, RANGES, preset
+from .config import CHOICES, MAX_MINUTES, PRESETS, RANGES, preset
 
 # TrainConfig fields settable from the command line, with their help
 OVERRIDES = {
@@ -61,7 +61,8 @@ def add_demo_parser(sub):
                     "from scratch on synthetic shapes, (2) evaluate it and the checkpoint shipped "
                     "in the package with pixel accuracy, mean accuracy, mean IU and frequency-"
                     "weighted IU, (3) write a figure comparing their predictions.")
-    p.add_argument("--minutes", type=positive(float), default=4.0, help="training time (default 4)")
+    p.add_argument("--minutes", type=number(float, low=0, high=MAX_MINUTES, low_open=True),
+                   default=4.0, help="training time (default 4)")
     p.add_argument("--out", default="minifcn-output",
                    help="output folder (default ./minifcn-output; an earlier demo's files there are replaced)")
     p.add_argument("--quick", action="store_true", help="a few seconds instead of minutes (for tests)")

@@ -13,18 +13,22 @@ from dataclasses import dataclass, field
 from ..cliargs import non_negative, number, positive
 from ..errors import UsageError
 from ..models.coords import crop_offsets
-from ..models.spec import REFERENCE_PAD, VARIANTS, network_specs
+from ..models.spec import MAX_PAD, MAX_WIDTH, REFERENCE_PAD, VARIANTS, network_specs
 from .optim import SCHEDULES
 
 REDUCTIONS = ("mean", "sum")
 PROBABILITY = number(float, low=0, high=1, high_open=True)  # 1 would drop or keep everything
+# A time budget is counted in whole seconds; past about two years it is no budget at all
+# (0 is "no limit"), and 1e308 minutes would overflow that count.
+MAX_MINUTES = 1e6
 
 # The allowed values of every numeric setting, as the argparse types of the command line's
 # options; TrainConfig checks values set from Python with the same types, so the two refuse
 # the same values.
 RANGES = {
-    "width": positive(float),
-    "pad": non_negative(int),
+    # The bounds a model file must meet to be loaded again (minifcn.models.io).
+    "width": number(float, low=0, high=MAX_WIDTH, low_open=True),
+    "pad": number(int, low=0, high=MAX_PAD),
     "dropout": PROBABILITY,
     "image_size": non_negative(int),
     "batch_size": positive(int),
@@ -37,7 +41,7 @@ RANGES = {
     "iterations": positive(int),
     "schedule_iterations": non_negative(int),
     "cooldown": number(float, low=0, high=1),  # a fraction of the run
-    "minutes": non_negative(float),
+    "minutes": number(float, low=0, high=MAX_MINUTES),
     "val_every": non_negative(int),
     "val_images": positive(int),
     "checkpoint_every": non_negative(int),

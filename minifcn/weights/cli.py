@@ -7,7 +7,8 @@ Expected failures (a bad file, a failed download) raise the project's errors
 """
 from __future__ import annotations
 
-from ..cliargs import positive
+from ..cliargs import number
+from ..models.spec import MAX_WIDTH
 from ..errors import UsageError
 from ..preprocess import PRESETS, Preprocessing
 from .layout import KINDS
@@ -56,7 +57,8 @@ def add_convert_parser(subparsers):
                    help="force the network kind, e.g. fcn8s-atonce (same layers as fcn8s)")
     p.add_argument("--preprocessing", choices=sorted(PRESETS), default=None,
                    help="override the recorded input convention")
-    p.add_argument("--width", type=positive(float), default=None,
+    p.add_argument("--width", type=number(float, low=0, high=MAX_WIDTH, low_open=True),
+                   default=None,
                    help="insist on this channel width (1.0 = full VGG16); default: any")
     p.add_argument("--allow-nonfinite", action="store_true",
                    help="write NaN and inf weights too (refused by default, naming the key)")

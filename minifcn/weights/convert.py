@@ -151,6 +151,8 @@ def convert(src, dst, format="auto", variant=None, preprocessing=None, width=Non
         ``source`` {file, format, sha256}.
     """
     path = Path(src)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder; expected a weight file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     if os.path.exists(dst) and os.path.samefile(path, dst):  # also through a symlink or hard link

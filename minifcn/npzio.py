@@ -11,6 +11,7 @@ a half-written file under the final name.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -47,17 +48,22 @@ def atomic_write(path, write, suffix=".tmp"):
         the whole file there.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder; expected a file name", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = None
+    prefix, tmp = f".{path.name}.", None
     try:  # the temporary file is made inside the try: a Ctrl-C right after still removes it
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
         os.close(fd)
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it open()'s mode
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(exc, OSError) and Path(exc.filename or "").name.startswith(prefix):
+            # the user asked for ``path``: name it, not the hidden temporary file
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
         raise
 
 
@@ -149,6 +155,9 @@ def _checked_members(archive, path, file_size):
     members, total = {}, 0
     for info in archive.infolist():
         name = info.filename
+        if name.endswith("data.pkl"):  # a torch >= 1.6 zip: weights not yet converted
+            raise FileFormatError(f"{path}: is a PyTorch file, not a minifcn model; convert it "
+                                  f"first: minifcn convert {path} MODEL.npz")
         if not name.endswith(".npy"):
             raise FileFormatError(f"{path}: member {name!r} is not a .npy array")
         if name[:-4] in members:

@@ -249,3 +249,41 @@ def test_commands_print_one_line_for_a_bad_model_file(tmp_path, capsys, case):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("minifcn predict: error: ")
     assert "bad.npz" in err and "Traceback" not in err
+
+
+def test_atomic_write_into_a_folder_names_the_folder(tmp_path):
+    from minifcn.npzio import atomic_write
+
+    target = tmp_path / "out.npz"
+    target.mkdir()
+    with pytest.raises(IsADirectoryError) as info:
+        atomic_write(target, lambda tmp: open(tmp, "wb").close())
+    assert info.value.filename == str(target)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.npz"]  # no temporary file left
+
+
+def test_atomic_write_names_the_file_asked_for_not_its_temporary(tmp_path, monkeypatch):
+    import errno
+
+    from minifcn import npzio
+
+    def refused(prefix, suffix, dir):
+        raise PermissionError(errno.EACCES, "Permission denied", f"{dir}/{prefix}abc{suffix}")
+
+    monkeypatch.setattr(npzio.tempfile, "mkstemp", refused)
+    with pytest.raises(PermissionError) as info:
+        npzio.atomic_write(tmp_path / "model.npz", lambda tmp: None)
+    assert info.value.filename == str(tmp_path / "model.npz")
+
+
+def test_a_torch_file_given_as_a_model_says_convert_it(tmp_path):
+    import zipfile
+
+    from minifcn.npzio import load_npz
+
+    path = tmp_path / "vgg16.pth"
+    with zipfile.ZipFile(path, "w") as archive:  # torch >= 1.6 layout: <name>/data.pkl + storages
+        archive.writestr("vgg16/data.pkl", b"\x80\x02}q\x00.")
+        archive.writestr("vgg16/data/0", b"\x00" * 16)
+    with pytest.raises(FileFormatError, match="PyTorch file.*minifcn convert"):
+        load_npz(path)

@@ -207,3 +207,15 @@ def test_divergence_names_a_checkpoint_that_resumes_at_the_lower_rate_it_gives(t
     assert main(command[1:] + ["--iterations", str(saved + 10), "--quiet"]) == 0
     resumed = [float(r["loss"]) for r in log_rows(tmp_path)[saved:]]
     assert len(resumed) == 10 and max(resumed) < 2 * first_loss  # trains, does not explode
+
+
+def test_an_absurd_learning_rate_ends_in_the_guard_line_without_numpy_warnings(tmp_path, capsys):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        status = main(["train", "--preset", "quick", "--out", str(tmp_path), "--lr", "1e308",
+                       "--iterations", "20", "--val-every", "0", "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1 and "diverged at iteration" in err
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -210,35 +211,39 @@ class Trainer:
         smooth_loss = smooth_acc = None
         reason, first = "iterations", self.iteration
         try:
-            while self.iteration < cfg.iterations:
-                if budget is not None and self.elapsed >= budget:
-                    reason = "time budget"
-                    break
-                if self.stop_signal:
-                    reason = "interrupted"
-                    break
-                start = time.perf_counter()
-                loss, acc, lr = self.step()
-                self.iteration += 1
-                self.elapsed += time.perf_counter() - start
-                smooth_loss = loss if smooth_loss is None else 0.95 * smooth_loss + 0.05 * loss
-                smooth_acc = acc if smooth_acc is None else 0.95 * smooth_acc + 0.05 * acc
-                row = {"iteration": self.iteration, "loss": f"{loss:.6g}", "pixel_accuracy": f"{acc:.6g}",
-                       "lr": f"{lr:.6g}", "seconds": f"{self.elapsed:.3f}"}
-                if cfg.val_every and self.iteration % cfg.val_every == 0:
-                    row.update(self.validate())
-                    bar.write(f"iteration {self.iteration}: validation mean IU {self.last_val['mean_iu']:.3f}, "
-                              f"pixel accuracy {self.last_val['pixel_accuracy']:.3f}")
-                log.writerow(row)
-                if cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
-                    self._checkpoint_due = True  # written by the next step, once it has passed the guard
-                bar.set_postfix(loss=f"{smooth_loss:.3f}", acc=f"{smooth_acc:.3f}", refresh=False)
-                # whole seconds of a time budget, or one iteration; tqdm redraws at most 10x a second
-                step = min(int(self.elapsed), int(budget)) - bar.n if budget else 1
-                if step:
-                    bar.update(step)
-            if self.iteration > first:
-                self._check_last_update()
+            # overflow to inf or NaN is the divergence guard's to report in one line, not
+            # NumPy's warnings (a filter, not np.errstate: the engine's threads warn too)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                while self.iteration < cfg.iterations:
+                    if budget is not None and self.elapsed >= budget:
+                        reason = "time budget"
+                        break
+                    if self.stop_signal:
+                        reason = "interrupted"
+                        break
+                    start = time.perf_counter()
+                    loss, acc, lr = self.step()
+                    self.iteration += 1
+                    self.elapsed += time.perf_counter() - start
+                    smooth_loss = loss if smooth_loss is None else 0.95 * smooth_loss + 0.05 * loss
+                    smooth_acc = acc if smooth_acc is None else 0.95 * smooth_acc + 0.05 * acc
+                    row = {"iteration": self.iteration, "loss": f"{loss:.6g}", "pixel_accuracy": f"{acc:.6g}",
+                           "lr": f"{lr:.6g}", "seconds": f"{self.elapsed:.3f}"}
+                    if cfg.val_every and self.iteration % cfg.val_every == 0:
+                        row.update(self.validate())
+                        bar.write(f"iteration {self.iteration}: validation mean IU {self.last_val['mean_iu']:.3f}, "
+                                  f"pixel accuracy {self.last_val['pixel_accuracy']:.3f}")
+                    log.writerow(row)
+                    if cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
+                        self._checkpoint_due = True  # written by the next step, once it has passed the guard
+                    bar.set_postfix(loss=f"{smooth_loss:.3f}", acc=f"{smooth_acc:.3f}", refresh=False)
+                    # whole seconds of a time budget, or one iteration; tqdm redraws at most 10x a second
+                    step = min(int(self.elapsed), int(budget)) - bar.n if budget else 1
+                    if step:
+                        bar.update(step)
+                if self.iteration > first:
+                    self._check_last_update()
         finally:
             for sig, handler in previous.items():  # None: a handler not set from Python
                 signal.signal(sig, signal.SIG_DFL if handler is None else handler)

@@ -17,7 +17,8 @@ import argparse
 import sys
 import traceback
 
-from .backend import keep_freed_memory, resolve_device
+from .backend import resolve_device
+from .engine.memory import keep_freed_memory
 from .errors import MinifcnError
 
 

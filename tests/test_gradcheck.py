@@ -42,6 +42,41 @@ def test_cli_gradcheck_table_passes(capsys):
     assert "FAIL" not in out and "configurations pass" in out
 
 
+def test_pinned_branches_hold_relu_masks_and_pool_winners(rng):
+    from minifcn.gradcheck_pins import pinned_branches
+    from minifcn.models import FCN32s
+    from minifcn.models.gradcheck_cases import randomise
+
+    for ops in ("book", "engine"):
+        model = FCN32s(num_classes=3, width=1 / 64, dtype=np.float64, ops=ops).eval()
+        randomise(model, np.random.default_rng(0))  # scorers too: scores that are not all zero
+        x = rng.standard_normal((1, 3, 9, 7))
+        expected = model(x)
+        assert np.abs(expected).max() > 1e-3
+        unpinned = model(-x) + model(x) - 2 * model(0 * x)
+        assert np.abs(unpinned).max() > 1e-2 * np.abs(expected).max()  # ReLU and max are not affine
+        with pinned_branches(model, at=lambda: model(x)):
+            np.testing.assert_allclose(model(x), expected, rtol=1e-12, atol=1e-12)  # at x0: the net
+            # the pinned net is affine in its input, so f(-x) + f(x) = 2 f(0), where the
+            # unpinned net (every sign and winner changed) is not
+            np.testing.assert_allclose(model(-x) + model(x), 2 * model(0 * x), rtol=1e-9, atol=1e-9)
+            pool1 = model.layers["pool1"]
+            assert "forward" in vars(pool1)  # a wrapper on the instance, not in the class
+        assert "forward" not in vars(model.layers["pool1"]) and "forward" not in vars(model.layers["relu1_1"])
+        np.testing.assert_allclose(model(x), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_pinned_pool_reads_the_winners_of_the_first_input():
+    from minifcn.gradcheck_pins import read_winners
+    from minifcn.ops import max_pool2d_forward
+
+    x0 = np.array([[[[1.0, 5.0, 2.0], [4.0, 3.0, 9.0]]]])
+    _, cache = max_pool2d_forward(x0, 2, 2, ceil_mode=True)
+    x = np.array([[[[10.0, 20.0, 30.0], [40.0, 50.0, 60.0]]]])
+    # winners at x0: (0, 1) and (1, 2); x's values there, not its maxima (50 and 60)
+    np.testing.assert_array_equal(read_winners(x, cache)[0, 0], [[20.0, 60.0]])
+
+
 def test_cli_gradcheck_says_it_runs_on_the_cpu_when_asked_for_the_gpu(monkeypatch, capsys):
     from minifcn import cli, gradcheck_report
 

@@ -37,9 +37,12 @@ def test_cli_gradcheck_table_passes(capsys):
     assert main(["gradcheck", "--no-models"]) == 0
     out = capsys.readouterr().out
     for op in ["conv2d", "conv_transpose2d", "max_pool2d", "relu", "dropout", "crop", "scale",
-               "softmax_cross_entropy"]:
+               "softmax_cross_entropy", "conv2d (engine)", "conv_transpose2d (engine)",
+               "max_pool2d (engine)", "relu (engine)"]:
         assert op in out
     assert "FAIL" not in out and "configurations pass" in out
+    assert main(["gradcheck", "--no-models", "--ops", "engine"]) == 0
+    assert "dropout" not in capsys.readouterr().out  # the engine's dropout is the book's
 
 
 def test_pinned_branches_hold_relu_masks_and_pool_winners(rng):
@@ -82,7 +85,7 @@ def test_cli_gradcheck_says_it_runs_on_the_cpu_when_asked_for_the_gpu(monkeypatc
 
     monkeypatch.setattr(cli, "resolve_device", lambda device: "gpu")  # as on a GPU machine
     first_row = gradcheck_report.cases()[:1]
-    monkeypatch.setattr(gradcheck_report, "cases", lambda: first_row)
+    monkeypatch.setattr(gradcheck_report, "cases", lambda ops: first_row)
     assert cli.main(["--device", "gpu", "gradcheck", "--no-models"]) == 0
     captured = capsys.readouterr()
     assert "runs on the CPU" in captured.err and "configurations pass" in captured.out
@@ -96,6 +99,6 @@ def test_cli_gradcheck_fails_on_a_broken_backward(monkeypatch, capsys):
         return (ops.relu_backward(dout, cache) * 1.001,)
 
     case = gradcheck_report._unary("relu", "broken", (1, 2, 3, 3), ops.relu_forward, lambda d, c: broken(d, c)[0])
-    monkeypatch.setattr(gradcheck_report, "cases", lambda: [case])
+    monkeypatch.setattr(gradcheck_report, "cases", lambda ops: [case])
     assert main(["gradcheck", "--no-models"]) == 1
     assert "FAIL" in capsys.readouterr().out

@@ -89,6 +89,6 @@ def narrow_case(variant, size=(9, 11), width=1 / 64, num_classes=3, learn_upsamp
     return run
 
 
-def model_cases():
-    """``(run, tolerance)`` pairs for the gradcheck table."""
-    return [(narrow_case(v), TOLERANCE) for v in MODELS]
+def model_cases(op_sets=("book",)):
+    """``(run, tolerance)`` pairs for the gradcheck table, one per variant and op set."""
+    return [(narrow_case(v, ops=ops), TOLERANCE) for ops in op_sets for v in MODELS]

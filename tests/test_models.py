@@ -241,6 +241,24 @@ def test_load_model_builds_the_op_set_asked_for(tmp_path):
     assert loaded.ops == "engine" and loaded.conv1_1.ops is engine
 
 
+def test_describe_routes_come_from_each_op_sets_dispatch(capsys):
+    from minifcn.cli import main
+    from minifcn.engine.stride1 import stride1_backward
+    from minifcn.models.describe import route_rows
+
+    rows = {r["name"]: r for r in route_rows("fcn8s", num_classes=3, net_width=1 / 64)}
+    assert rows["conv1_2"]["book"][1].__qualname__ == "conv2d_backward"
+    assert rows["conv1_2"]["engine"][1] is stride1_backward  # not widening: dout's columns
+    assert rows["conv2_1"]["engine"][1].__qualname__ == "banded_backward"  # widening: col2im
+    assert rows["upscore8"]["engine"][0].__qualname__ == "separable_upsample_forward"
+    assert rows["score"]["engine"] == rows["score"]["book"]  # the engine crops with the book
+    assert main(["describe", "fcn32s", "--routes", "--width", "0.015625", "--num-classes", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "upscore   conv_transpose2d_forward" in out
+    assert "engine.separable.separable_upsample_forward" in out
+    assert "engine.stride1.stride1_backward" in out
+
+
 def test_describe_command(capsys):
     from minifcn.cli import main
 

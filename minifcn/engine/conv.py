@@ -16,7 +16,7 @@ Layouts: ``x`` (N, C_in, H, W), ``weight`` (C_out, C_in, kh, kw), ``bias`` (C_ou
 from __future__ import annotations
 
 from ..backend import get_array_module
-from ..ops._util import check_grad, conv_output_size, pair
+from ..ops._util import check_grad, pair
 from ..ops.conv import check_conv_args
 from .bands import column_bands, conv_weight_grad, image_rows, multiply_into
 from .im2col import accumulate, col2im
@@ -56,7 +56,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d"):
             out[:, c0:c1] += bias[c0:c1, None, None]
 
         split_work(add_bias, c_out, out.nbytes, xp)
-    cache = (x, weight, bias is not None, (sh, sw), (ph, pw))
+    cache = (x, weight, bias is not None, (sh, sw), (ph, pw), out.shape)
     return out, cache
 
 
@@ -83,9 +83,8 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True, name="conv2d
     Parameters and returns as the book's (``input_grad`` / ``weight_grad`` False: that
     gradient is skipped and ``None`` returned in its place).
     """
-    x, weight, has_bias, stride, padding = cache
-    out_hw = [conv_output_size(*axis) for axis in zip(x.shape[2:], weight.shape[2:], stride, padding)]
-    check_grad(dout, (x.shape[0], weight.shape[0], *out_hw), name)
+    x, weight, has_bias, stride, padding, out_shape = cache
+    check_grad(dout, out_shape, name)
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
     if backward_route(weight, stride, padding, input_grad) is stride1_backward:
         dx, dweight = stride1_backward(dout, x, weight, padding, weight_grad)

@@ -92,11 +92,13 @@ def test_every_size_from_1_to_70_keeps_crops_in_bounds():
 
 
 # the engine on every variant; the book (six times slower on these padded inputs: its conv1_1
-# unfolds all of its 209x211 padding) on FCN-8s, which has every kind of layer but the scale
-@pytest.mark.parametrize("variant,ops", [(v, "engine") for v in MODELS] + [("fcn8s", "book")])
-def test_whole_network_gradient_check(variant, ops):
+# unfolds all of its 209x211 padding) on FCN-8s, which has every kind of layer but the scale,
+# along a random direction per array (a wrong entry anywhere shows there) without the sampled
+# entries: it equals the engine's to 1e-10 (test_engine_equivalence.py)
+@pytest.mark.parametrize("variant,ops,samples", [(v, "engine", 2) for v in MODELS] + [("fcn8s", "book", 0)])
+def test_whole_network_gradient_check(variant, ops, samples):
     # every parameter (upsampling made learnable) and the input, float64, through the loss
-    name, config, errors = narrow_case(variant, ops=ops)()
+    name, config, errors = narrow_case(variant, ops=ops, num_samples=samples)()
     worst = max(errors.values())
     assert worst < 1e-6, (config, errors)
 

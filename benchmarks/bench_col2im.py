@@ -5,16 +5,16 @@ the input gradient of every convolution. Its readable form is one strided slice-
 kernel offset: ``kh*kw`` vectorised adds, 256 for upscore8 (16x16 kernel) and 4,096 for
 FCN-32s' upscore (64x64). This script times, on the FCN shapes at a 500x500 image:
 
-- ``slice``     the per-offset slice loop (``col2im``'s default path, forced here)
+- ``slice``     the per-offset slice loop (the book's ``minifcn.ops.col2im``)
 - ``add.at``    one unbuffered scatter, ``np.add.at(x, flat_index, cols)``
 - ``bincount``  one scatter as a weighted histogram, ``np.bincount(flat_index, weights=cols)``
-- ``phases``    ``col2im``'s fast path: one add per block of ``stride x stride`` taps,
-                ``ceil(k/s)^2`` adds (4 for every FCN upsampler, whose k is 2s)
-- ``col2im``    what the library picks for that shape
+- ``phases``    the engine's fold for large kernels: one add per block of ``stride x stride``
+                taps, ``ceil(k/s)^2`` adds (4 for every FCN upsampler, whose k is 2s)
+- ``col2im``    what the engine's ``col2im`` picks for that shape (``col2im_route``)
 
 The scatters' flat indices are built once per geometry outside the timing, as a layer would
 cache them; their build time and size are listed separately. With a GPU (CuPy) it also times
-the slice loop against the one-launch gather kernel. Run::
+the book's slice loop against the engine's one-launch gather kernel. Run::
 
     python benchmarks/bench_col2im.py                 # float32, the table in the docs
     python benchmarks/bench_col2im.py --dtype float64
@@ -22,17 +22,14 @@ the slice loop against the one-launch gather kernel. Run::
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
 import time
 
 import numpy as np
 
 from minifcn.backend import cupy_or_none
-from minifcn.ops import col2im
+from minifcn.engine.im2col import _col2im_phases, _windows, col2im
+from minifcn.ops import col2im as slice_loop
 from minifcn.ops._util import transposed_output_size
-
-im2col_module = importlib.import_module("minifcn.ops.im2col")  # not the function im2col
 
 # (label, channels, input side, kernel, stride): the transposed convs of FCN at 500x500
 CASES = [
@@ -42,17 +39,6 @@ CASES = [
     ("upscore8, k16 s8, 70x70 (FCN-8s)", 21, 70, 16, 8),
     ("upscore, k64 s32, 16x16 (FCN-32s)", 21, 16, 64, 32),
 ]
-
-
-@contextlib.contextmanager
-def forced_slice_loop():
-    """Switch both fast paths off, so ``col2im`` runs its per-offset slice loop."""
-    saved = im2col_module.PHASE_GAIN, im2col_module.GATHER_MIN_TAPS
-    im2col_module.PHASE_GAIN = im2col_module.GATHER_MIN_TAPS = float("inf")
-    try:
-        yield
-    finally:
-        im2col_module.PHASE_GAIN, im2col_module.GATHER_MIN_TAPS = saved
 
 
 def flat_index(c, h, k, s):
@@ -78,9 +64,7 @@ def col2im_bincount(cols, shape, index):
 
 
 def col2im_phases(cols, shape, k, s):
-    h = (shape[2] - k) // s + 1
-    cols = cols.reshape(*shape[:2], k, k, h, h)  # (N, C, kh, kw, H_in, W_in)
-    return im2col_module._col2im_phases(cols, shape, (s, s), (0, 0))
+    return _col2im_phases(cols, shape, _windows(shape[2], shape[3], k, s, 0), None)
 
 
 def best_of(fn, args, repeat, sync=lambda: None):
@@ -94,11 +78,6 @@ def best_of(fn, args, repeat, sync=lambda: None):
         sync()
         times.append(time.perf_counter() - t0)
     return 1e3 * min(times)
-
-
-def slice_loop(cols, shape, k, s):
-    with forced_slice_loop():
-        return col2im(cols, shape, k, s)
 
 
 def run_numpy(dtype, repeat):

@@ -76,7 +76,8 @@ def build_fcn8s(num_classes, width, pad):
     trivially zero). Both frameworks run on exactly these parameters."""
     import minifcn
 
-    model = minifcn.FCN8s(num_classes=num_classes, width=width, pad=pad, dropout=0.0, seed=0)
+    model = minifcn.FCN8s(num_classes=num_classes, width=width, pad=pad, dropout=0.0, seed=0,
+                          ops="engine")
     rng = np.random.default_rng(1)
     for name in ("score_fr", "score_pool4", "score_pool3"):
         p = model.layers[name].weight
@@ -387,7 +388,7 @@ TASKS = {"gemm": gemm, "parity": parity, "step": narrow_step,
 def main(argv=None):
     spec = json.loads((argv or sys.argv[1:])[0])
     if spec.get("keep_freed_memory"):  # the same allocator setting for either library
-        from minifcn.backend import keep_freed_memory
+        from minifcn.engine.memory import keep_freed_memory
 
         keep_freed_memory()
     if spec.get("framework") == "torch":

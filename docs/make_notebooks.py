@@ -402,7 +402,7 @@ into a single matrix product. This notebook builds that up:
    up by hand;
 3. *im2col*: every window of the image copied into one column of a matrix, drawn;
 4. the convolution as one GEMM (GEneral Matrix-Matrix multiplication, the BLAS routine behind
-   `@`), the fast op, checked against the loops and against PyTorch;
+   `@`), the op itself, checked against the loops and against PyTorch;
 5. the backward pass (`col2im`, the adjoint of im2col) and a numerical gradient check;
 6. what im2col costs in memory at FCN's sizes.
 
@@ -510,11 +510,17 @@ print(by_gemm[0, 0])
 assert np.allclose(by_gemm, conv2d_naive(img, SOBEL[None, None], padding=1))
 
 # %% [markdown]
-### The fast op
+### The op
 
 `conv2d_forward` is exactly that, for batches, channels, a bias and any stride and padding,
-square or not. It returns the output and a cache for the backward pass. Checked against the
-loop on an odd geometry:
+square or not: `im2col`, one matrix product, the bias. It returns the output and a cache for
+the backward pass (the columns, the weight and the geometry). Its whole body:
+
+# %%
+print(inspect.getsource(conv2d_forward))
+
+# %% [markdown]
+Checked against the loop on an odd geometry:
 
 # %%
 rng = np.random.default_rng(0)
@@ -566,15 +572,20 @@ print(lhs, rhs)
 assert np.isclose(lhs, rhs)
 
 # %% [markdown]
-The fast backward against its loop twin, which sends each output pixel's gradient back to
-the window it read:
+`conv2d_backward` is those three products and the `col2im`:
+
+# %%
+print(inspect.getsource(conv2d_backward))
+
+# %% [markdown]
+Against its loop twin, which sends each output pixel's gradient back to the window it read:
 
 # %%
 dout = rng.standard_normal(out.shape)
 dx, dw, db = conv2d_backward(dout, cache)
 slow = conv2d_backward_naive(dout, x, w, (2, 3), (2, 1))
-for name, fast_grad, slow_grad in zip(("dx", "dweight", "dbias"), (dx, dw, db), slow):
-    assert np.allclose(fast_grad, slow_grad), name
+for name, op_grad, loop_grad in zip(("dx", "dweight", "dbias"), (dx, dw, db), slow):
+    assert np.allclose(op_grad, loop_grad), name
 print("dx", dx.shape, " dweight", dw.shape, " dbias", db.shape)
 
 # %% [markdown]
@@ -621,12 +632,13 @@ print(f"conv1_2: columns {column_bytes['conv1_2'] / 1e9:.2f} GB, "
       f"its output {activation / 1e6:.0f} MB ({column_bytes['conv1_2'] / activation:.0f}x)")
 
 # %% [markdown]
-Kept all at once, these columns would take about 3 GB per 500x500 image, on top of the
-activations. minifcn's `conv2d_forward` never holds them all: it walks the output in bands of
-rows (`column_bands`, a few MB of columns each), multiplies each band's columns and drops
-them, and its cache keeps the *input*, from which backward unfolds each band again. The
-arithmetic is the single GEMM above, split into row blocks; a full-width forward and backward
-at 500x500 then peaks at about 2.4 GB (`docs/performance.md`).
+Kept all at once, as `conv2d_forward` keeps them in its cache for the backward, these columns
+take about 3 GB per 500x500 image, on top of the activations. Nothing changes in the
+arithmetic if the output is computed a band of rows at a time: each band's columns are
+unfolded, multiplied and dropped, and the backward unfolds them again from the input. That
+is what minifcn's engine does (`minifcn.engine`, the same functions made fast, tested equal
+to these; `docs/performance.md`): a full-width forward and backward at 500x500 then peaks at
+about 2.4 GB.
 
 ## Summary
 
@@ -636,7 +648,7 @@ at 500x500 then peaks at about 2.4 GB (`docs/performance.md`).
 - Backward: `dweight = dout @ cols.T`, `dbias` = sum of `dout`, `dx = col2im(weight.T @ dout)`;
   `col2im` is the adjoint of `im2col`.
 - The price is memory: the columns are up to `kh*kw` times the input (1.1 GB for `conv1_2`
-  on a 500x500 image), so minifcn unfolds them one band of output rows at a time.
+  on a 500x500 image); minifcn's engine unfolds them one band of output rows at a time.
 
 ## Exercises
 
@@ -696,7 +708,7 @@ notebook covers both:
 2. the same as loops, checked on the picture's numbers;
 3. ceil against floor rounding, and why FCN rounds up;
 4. the tie rule, and why gradient checks keep ties out;
-5. the fast op, against the loops, PyTorch and numerical gradients;
+5. the op, against the loops, PyTorch and numerical gradients;
 6. a 1x1 convolution as the same fully connected layer applied at every pixel;
 7. *convolutionalization*: a fully connected layer on a flattened 7x7 map is a 7x7 convolution.
 
@@ -828,14 +840,21 @@ That is not a bug in the backward pass, but it would fail a gradient check. So g
 feed inputs without ties: `well_separated` returns shuffled values no two of which are closer
 than `2 / size`, further apart than the finite-difference step.
 
-## 5 · The fast op
+## 5 · The op
 
-`max_pool2d_forward` places the input on a `-inf` canvas when there is padding (so the
-padding never wins), then, as im2col does, takes one strided slice per kernel offset and keeps
-a running maximum. It remembers no winner: the backward finds them again, offset by offset in
-row-major order, where the slice equals the window's maximum and no earlier offset has already
-won that window, and sends each window's gradient there. Against the loops, on an odd geometry
-with padding and overlapping windows:
+`max_pool2d_forward` places the input on a `-inf` canvas large enough for every window (so
+the padding and the ceil-mode overhang never win), then, as im2col does, takes one strided
+slice per kernel offset (tap `(i, j)` of every window) and keeps a running maximum. The tap
+that set each window's maximum is its *argmax*, kept in the cache; a strict `>` keeps the
+earlier tap on a tie. The backward sends each window's gradient to its argmax, again one
+strided slice per tap:
+
+# %%
+print(inspect.getsource(max_pool2d_forward))
+print(inspect.getsource(max_pool2d_backward))
+
+# %% [markdown]
+Against the loops, on an odd geometry with padding and overlapping windows:
 
 # %%
 rng = np.random.default_rng(0)
@@ -1004,7 +1023,7 @@ notebook:
 1. draws the per-pixel loss and gradient, void pixels (label 255) excluded;
 2. writes the loss as a loop, checked on numbers you can work out by hand;
 3. derives the gradient `softmax - onehot` and checks it numerically;
-4. checks the fast op against the loop and PyTorch;
+4. checks the op against the loop and PyTorch;
 5. compares the summed loss of the reference with a per-pixel mean, and what that does to
    the learning rate (1e-10 against about 2.5e-5);
 6. computes the four metrics of `minifcn.metrics` on an example small enough to do by hand.
@@ -1121,7 +1140,7 @@ print("the op:", softmax_cross_entropy_forward(big, label)[0])
 assert np.isclose(softmax_cross_entropy_forward(big, label)[0], np.log(1 + np.exp(-1) + np.exp(-2)))
 
 # %% [markdown]
-## 4 · The fast op
+## 4 · The op
 
 On a batch with several classes, void pixels and class weights, against the loop and PyTorch:
 
@@ -1134,8 +1153,8 @@ weight = np.array([0.5, 1.0, 2.0, 1.5])
 for reduction in ("mean", "sum"):
     for cw in (None, weight):
         options = dict(class_weight=cw, reduction=reduction)
-        fast = softmax_cross_entropy_forward(scores2, labels2, **options)[0]
-        assert np.isclose(fast, softmax_cross_entropy_naive(scores2, labels2, **options))
+        by_op = softmax_cross_entropy_forward(scores2, labels2, **options)[0]
+        assert np.isclose(by_op, softmax_cross_entropy_naive(scores2, labels2, **options))
 try:
     import torch
 except ImportError:
@@ -1145,9 +1164,9 @@ if torch is not None:
     for reduction in ("mean", "sum"):
         ref = torch.nn.functional.cross_entropy(torch.tensor(scores2), torch.tensor(labels2),
                                                 ignore_index=255, reduction=reduction)
-        fast = softmax_cross_entropy_forward(scores2, labels2, reduction=reduction)[0]
-        print(f"{reduction}: minifcn {fast:.6f}  torch {ref.item():.6f}")
-        assert np.isclose(fast, ref.item())
+        by_op = softmax_cross_entropy_forward(scores2, labels2, reduction=reduction)[0]
+        print(f"{reduction}: minifcn {by_op:.6f}  torch {ref.item():.6f}")
+        assert np.isclose(by_op, ref.item())
 
 # %% [markdown]
 ## 5 · Sum or mean, and the learning rate

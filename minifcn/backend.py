@@ -1,15 +1,15 @@
 """NumPy or CuPy: the one module that decides.
 
-Every op in :mod:`minifcn.ops` asks :func:`get_array_module` for the array module of its
-inputs and builds every buffer with it, so the same code runs on the CPU (NumPy) and on an
-NVIDIA GPU (CuPy). Nothing else in the package imports CuPy.
+Every op in :mod:`minifcn.ops` and :mod:`minifcn.engine` asks :func:`get_array_module` for
+the array module of its inputs and builds every buffer with it, so the same code runs on the
+CPU (NumPy) and on an NVIDIA GPU (CuPy). Nothing else in the package imports CuPy. (The
+engine's allocator and thread settings are in :mod:`minifcn.engine.memory`.)
 
 The device is chosen, in order of precedence, by an explicit argument (``--device`` on the
 command line), the ``MINIFCN_DEVICE`` environment variable, and the default ``"cpu"``.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 
 import numpy as np
@@ -127,53 +127,3 @@ def to_host(x):
 def device_of(x) -> str:
     """``"gpu"`` for a CuPy array, ``"cpu"`` otherwise."""
     return "cpu" if get_array_module(x) is np else "gpu"
-
-
-@contextlib.contextmanager
-def cpu_threads(n):
-    """Run the block with ``n`` BLAS threads and ``n`` threads for minifcn's element-wise work.
-
-    Small networks (the demo's: 4 to 256 channels on 96x96 images) make hundreds of small
-    matrix products per step, and a second thread gains nothing on them: a training step of
-    the demo took 90-94 ms with two threads and 92 ms with one on a 2-core machine (156 and
-    126 ms before the allocator setting of :func:`keep_freed_memory`), and one thread leaves
-    the other core to the rest of the machine. Full-size networks want every core; leave
-    them alone.
-    """
-    from threadpoolctl import threadpool_limits
-
-    previous = os.environ.get("MINIFCN_NUM_THREADS")
-    os.environ["MINIFCN_NUM_THREADS"] = str(n)
-    try:
-        with threadpool_limits(limits=n, user_api="blas"):
-            yield
-    finally:
-        if previous is None:
-            os.environ.pop("MINIFCN_NUM_THREADS", None)
-        else:
-            os.environ["MINIFCN_NUM_THREADS"] = previous
-
-
-def keep_freed_memory():
-    """Ask glibc's ``malloc`` to keep freed memory for reuse instead of handing it back.
-
-    A training step allocates and frees hundreds of buffers of a few MB (bands of columns,
-    activations, their gradients). By default glibc returns freed blocks to the kernel and
-    maps fresh pages for the next allocation, which the kernel must fault in and zero: a
-    step of the demo took 124 ms with the defaults and 92 ms with this, on one thread of a
-    2-core Xeon (PyTorch gains as much; see docs/performance.md). The setting is the
-    process's, so the ``minifcn`` command applies it, not ``import minifcn``.
-
-    Sets ``M_MMAP_THRESHOLD`` to 32 MB (glibc's largest: bigger blocks are still mapped
-    afresh) and ``M_TRIM_THRESHOLD`` to 2 GB. Returns True where applied, False elsewhere
-    (no glibc: macOS, Windows, musl).
-    """
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's <malloc.h>
-    mapped = mallopt(m_mmap_threshold, 32 * 2**20)
-    return bool(mapped and mallopt(m_trim_threshold, 2**31 - 1))

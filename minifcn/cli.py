@@ -17,7 +17,8 @@ import argparse
 import sys
 import traceback
 
-from .backend import keep_freed_memory, resolve_device
+from .backend import resolve_device
+from .engine.memory import keep_freed_memory
 from .errors import MinifcnError
 
 
@@ -27,12 +28,13 @@ def _cmd_gradcheck(args):
     if args.device == "gpu":  # central differences in float64 are a CPU job
         print("minifcn gradcheck: runs on the CPU in float64 whatever the device; the CuPy "
               "paths are checked against NumPy by tests/test_cupy.py", file=sys.stderr)
+    op_sets = ("book", "engine") if args.ops == "both" else (args.ops,)
     extra = []
     if args.models:
         from .models.gradcheck_cases import model_cases
 
-        extra = model_cases()
-    rows = run_gradcheck(extra)
+        extra = model_cases(op_sets)
+    rows = run_gradcheck(extra, op_sets)
     print(format_table(rows))
     return 0 if all(r[3] for r in rows) else 1
 
@@ -45,6 +47,9 @@ def _add_gradcheck(sub):
                     "relative error reaches 1e-7.")
     p.add_argument("--no-models", dest="models", action="store_false",
                    help="skip the whole-network rows (narrow FCN-32s/16s/8s)")
+    p.add_argument("--ops", choices=["book", "engine", "both"], default="both",
+                   help="check the book's ops (minifcn.ops), the engine's (minifcn.engine) or "
+                        "both (default)")
     p.set_defaults(func=_cmd_gradcheck)
 
 

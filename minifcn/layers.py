@@ -4,13 +4,19 @@ Each layer holds its :class:`Parameter` objects (``.data`` and ``.grad`` arrays)
 what its backward needs from the last forward, and offers ``forward(x)`` / ``backward(dout)``.
 The networks in :mod:`minifcn.models` are wired from these.
 
-What the caches hold decides a network's memory, so each keeps as little as its backward
-needs: a convolution keeps a reference to its input (the blob the previous layer made
-anyway; its im2col columns are recomputed in backward, see :mod:`minifcn.ops.conv`), a ReLU
-its mask as booleans (a quarter of a float32 blob), a max-pool references to its input and
-output (its backward finds the winners from them, :mod:`minifcn.ops.pool`). Every layer
-caches in eval mode too, so that a backward may follow any forward (as in the parity tests);
-for FCN-8s at 500x500 that costs about 0.7 GB on top of the 0.54 GB of weights (numbers in
+Every layer is built with the op set it runs, ``ops="book"`` (the default: the textbook ops
+of :mod:`minifcn.ops`, what a learner steps through) or ``ops="engine"`` (:mod:`minifcn.engine`:
+the same names and results, fast; what the ``minifcn`` command and the trainer run), and
+calls its ops through ``self.ops``. :meth:`Layer.routes` says which functions its forward
+and backward hand their work to under either set.
+
+What the caches hold decides a network's memory. The book's caches are the textbook's (a
+convolution its columns, a max-pool its argmax). The engine's keep as little as the backward
+needs: a convolution keeps a reference to its input (the blob the previous layer made anyway;
+its columns are recomputed in backward), a ReLU its mask as booleans, a max-pool references to
+its input and output (its backward finds the winners from them). Every layer caches in eval
+mode too, so that a backward may follow any forward (as in the parity tests); for FCN-8s at
+500x500 on the engine that costs about 0.7 GB on top of the 0.54 GB of weights (numbers in
 docs/performance.md). A layer whose ``keep_cache`` is False (set for a whole network by
 :meth:`minifcn.models.fcn.FCN.inference`) drops its cache as soon as its forward returns.
 """
@@ -18,11 +24,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import engine
+from . import ops as book
 from .backend import get_array_module
-from .ops import (conv2d_backward, conv2d_forward, conv_transpose2d_backward,
-                  conv_transpose2d_forward, crop_backward, crop_forward, dropout_backward,
-                  dropout_forward, max_pool2d_backward, max_pool2d_forward, max_pool2d_pinned, relu_backward,
-                  relu_forward, scale_backward, scale_forward)
+
+OP_SETS = {"book": book, "engine": engine}
+
+
+def op_set(name):
+    """The module of ops that ``name`` picks: ``"book"`` (:mod:`minifcn.ops`) or ``"engine"``
+    (:mod:`minifcn.engine`)."""
+    if name not in OP_SETS:
+        raise ValueError(f"ops must be 'book' (minifcn.ops) or 'engine' (minifcn.engine), "
+                         f"got {name!r}")
+    return OP_SETS[name]
 
 
 class Parameter:
@@ -57,8 +72,11 @@ class Layer:
     its forward returns, for passes that no backward follows.
     """
 
-    def __init__(self, name):
+    op_names = ()  # the op set's (forward, backward) functions this layer calls
+
+    def __init__(self, name, ops="book"):
         self.name = name
+        self.ops = op_set(ops)
         self.training = True
         self.keep_cache = True
         self.cache = None
@@ -73,6 +91,30 @@ class Layer:
 
     def eval(self):
         return self.train(False)
+
+    def routes(self, ops=None):
+        """The functions this layer's forward and backward hand their work to.
+
+        An op that chooses among routes by the layer's weight and geometry carries that
+        choice as ``op.route(weight, stride, padding)`` (the engine's convolutions); the
+        answer is the op set's own decision, not a table kept beside it.
+
+        Parameters
+        ----------
+        ops : {"book", "engine"}, optional
+            The op set to ask; default the layer's own.
+
+        Returns
+        -------
+        forward, backward : function
+        """
+        module = self.ops if ops is None else op_set(ops)
+        args = self.route_args()
+        return tuple(_follow(getattr(module, name), args) for name in self.op_names)
+
+    def route_args(self):
+        """What an op's ``route`` needs to choose: ``(weight, stride, padding)``, or nothing."""
+        return ()
 
     def backward_check(self):
         if self.cache is None:
@@ -94,8 +136,10 @@ class Layer:
 class Conv2d(Layer):
     """Convolution layer: weight (C_out, C_in, kh, kw), bias (C_out,)."""
 
-    def __init__(self, name, weight, bias=None, stride=1, padding=0):
-        super().__init__(name)
+    op_names = ("conv2d_forward", "conv2d_backward")
+
+    def __init__(self, name, weight, bias=None, stride=1, padding=0, ops="book"):
+        super().__init__(name, ops)
         self.weight = Parameter(weight)
         self.bias = Parameter(bias) if bias is not None else None
         self.stride, self.padding = stride, padding
@@ -106,16 +150,20 @@ class Conv2d(Layer):
             params["bias"] = self.bias
         return params
 
+    def route_args(self):
+        return self.weight.data, self.stride, self.padding
+
     def forward(self, x):
         bias = self.bias.data if self.bias is not None else None
-        out, self.cache = conv2d_forward(x, self.weight.data, bias, self.stride, self.padding, self.name)
+        out, self.cache = self.ops.conv2d_forward(x, self.weight.data, bias, self.stride,
+                                                  self.padding, self.name)
         return out
 
     def backward(self, dout, input_grad=True):
         """``input_grad=False`` (a net's first layer) skips the gradient of the input and
         returns None; a frozen weight's gradient is never computed."""
-        dx, dweight, dbias = conv2d_backward(dout, self.backward_check(), input_grad,
-                                             self.weight.requires_grad, self.name)
+        dx, dweight, dbias = self.ops.conv2d_backward(dout, self.backward_check(), input_grad,
+                                                      self.weight.requires_grad, self.name)
         _store(self.weight, dweight)
         _store(self.bias, dbias)
         return dx
@@ -124,24 +172,27 @@ class Conv2d(Layer):
 class ConvTranspose2d(Layer):
     """Transposed-convolution layer: weight (C_in, C_out, kh, kw), optional bias (C_out,)."""
 
-    def __init__(self, name, weight, bias=None, stride=1, padding=0, output_padding=0):
-        super().__init__(name)
+    op_names = ("conv_transpose2d_forward", "conv_transpose2d_backward")
+
+    def __init__(self, name, weight, bias=None, stride=1, padding=0, output_padding=0, ops="book"):
+        super().__init__(name, ops)
         self.weight = Parameter(weight)
         self.bias = Parameter(bias) if bias is not None else None
         self.stride, self.padding, self.output_padding = stride, padding, output_padding
 
     parameters = Conv2d.parameters
+    route_args = Conv2d.route_args
 
     def forward(self, x):
         bias = self.bias.data if self.bias is not None else None
-        out, self.cache = conv_transpose2d_forward(
+        out, self.cache = self.ops.conv_transpose2d_forward(
             x, self.weight.data, bias, self.stride, self.padding, self.output_padding, self.name)
         return out
 
     def backward(self, dout, input_grad=True):
         """As :meth:`Conv2d.backward`: frozen upsamplers compute no weight gradient."""
-        dx, dweight, dbias = conv_transpose2d_backward(dout, self.backward_check(), input_grad,
-                                                       self.weight.requires_grad, self.name)
+        dx, dweight, dbias = self.ops.conv_transpose2d_backward(
+            dout, self.backward_check(), input_grad, self.weight.requires_grad, self.name)
         _store(self.weight, dweight)
         _store(self.bias, dbias)
         return dx
@@ -150,61 +201,60 @@ class ConvTranspose2d(Layer):
 class MaxPool2d(Layer):
     """Max-pooling layer (``ceil_mode=True`` is FCN's)."""
 
-    def __init__(self, name, kernel_size, stride=None, padding=0, ceil_mode=False):
-        super().__init__(name)
+    op_names = ("max_pool2d_forward", "max_pool2d_backward")
+
+    def __init__(self, name, kernel_size, stride=None, padding=0, ceil_mode=False, ops="book"):
+        super().__init__(name, ops)
         self.kernel_size, self.stride = kernel_size, stride
         self.padding, self.ceil_mode = padding, ceil_mode
 
-    frozen = None
-
     def forward(self, x):
-        if self.frozen is not None:
-            return max_pool2d_pinned(x, self.frozen)
-        out, self.cache = max_pool2d_forward(
+        out, self.cache = self.ops.max_pool2d_forward(
             x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.name)
         return out
 
-    def freeze(self, frozen=True):
-        """Pin the winners of the last forward: later forwards read those pixels (for
-        gradient checks: the pooled value then moves smoothly with its winner)."""
-        self.frozen = self.backward_check() if frozen else None
-
     def backward(self, dout):
-        return max_pool2d_backward(dout, self.backward_check(), self.name)
+        return self.ops.max_pool2d_backward(dout, self.backward_check(), self.name)
 
 
 class ReLU(Layer):
-    """``max(x, 0)``. ``freeze()`` pins the mask of the last forward (for gradient checks).
+    """``max(x, 0)``.
 
-    ``inplace=True`` overwrites the input: FCN's models use it after every convolution,
-    whose output nothing else reads (the convolution caches its *input*).
+    ``inplace=True`` lets the engine overwrite the input: FCN's models ask for it after every
+    convolution, whose output nothing else reads. The engine then also skips the mask when no
+    backward can follow (``keep_cache`` False). The book's ReLU is the plain one: a new
+    array and its mask, every time.
     """
 
-    frozen = None
+    op_names = ("relu_forward", "relu_backward")
 
-    def __init__(self, name, inplace=False):
-        super().__init__(name)
+    def __init__(self, name, inplace=False, ops="book"):
+        super().__init__(name, ops)
         self.inplace = inplace
 
     def forward(self, x):
-        if self.frozen is not None:
-            return x * self.frozen
-        out, self.cache = relu_forward(x, self.inplace, mask=self.keep_cache, name=self.name)
+        if self.ops is engine:  # keyword-only options that only the engine's ReLU takes
+            out, self.cache = engine.relu_forward(x, self.name, inplace=self.inplace,
+                                                  mask=self.keep_cache)
+        else:
+            out, self.cache = self.ops.relu_forward(x, self.name)
         return out
 
-    def freeze(self, frozen=True):
-        self.frozen = self.backward_check() if frozen else None
-
     def backward(self, dout):
-        # in place only when the forward was: then the gradient buffer is the network's own
-        return relu_backward(dout, self.backward_check(), self.inplace, self.name)
+        if self.ops is engine:
+            # in place only when the forward was: then the gradient buffer is the network's own
+            return engine.relu_backward(dout, self.backward_check(), self.name,
+                                        inplace=self.inplace)
+        return self.ops.relu_backward(dout, self.backward_check(), self.name)
 
 
 class Dropout(Layer):
     """Inverted dropout; identity in eval mode. ``seed`` makes the masks reproducible."""
 
-    def __init__(self, name, p=0.5, seed=0):
-        super().__init__(name)
+    op_names = ("dropout_forward", "dropout_backward")
+
+    def __init__(self, name, p=0.5, seed=0, ops="book"):
+        super().__init__(name, ops)
         self.p = p
         self.seed = seed
         self.rng = None
@@ -214,42 +264,53 @@ class Dropout(Layer):
             xp = get_array_module(x)
             if self.rng is None or (xp is not np) != _is_cupy_rng(self.rng):
                 self.rng = xp.random.default_rng(self.seed)
-        out, self.cache = dropout_forward(x, self.p, self.training, self.rng, self.name)
+        out, self.cache = self.ops.dropout_forward(x, self.p, self.training, self.rng, self.name)
         self.cache = ("mask", self.cache)  # wrapped so that "no mask" is not "no forward"
         return out
 
     def backward(self, dout):
-        return dropout_backward(dout, self.backward_check()[1], self.name)
+        return self.ops.dropout_backward(dout, self.backward_check()[1], self.name)
 
 
 class Crop(Layer):
     """Crop to a reference size at a fixed top-left offset."""
 
-    def __init__(self, name, offset):
-        super().__init__(name)
+    op_names = ("crop_forward", "crop_backward")
+
+    def __init__(self, name, offset, ops="book"):
+        super().__init__(name, ops)
         self.offset = offset
 
     def forward(self, x, size):
-        out, self.cache = crop_forward(x, self.offset, size, self.name)
+        out, self.cache = self.ops.crop_forward(x, self.offset, size, self.name)
         return out
 
     def backward(self, dout):
-        return crop_backward(dout, self.backward_check(), self.name)
+        return self.ops.crop_backward(dout, self.backward_check(), self.name)
 
 
 class Scale(Layer):
     """Multiply by a fixed factor (the at-once FCN-8s skip scales)."""
 
-    def __init__(self, name, factor):
-        super().__init__(name)
+    op_names = ("scale_forward", "scale_backward")
+
+    def __init__(self, name, factor, ops="book"):
+        super().__init__(name, ops)
         self.factor = factor
 
     def forward(self, x):
-        out, self.cache = scale_forward(x, self.factor)
+        out, self.cache = self.ops.scale_forward(x, self.factor)
         return out
 
     def backward(self, dout):
-        return scale_backward(dout, self.backward_check())
+        return self.ops.scale_backward(dout, self.backward_check())
+
+
+def _follow(op, args):
+    """The function ``op`` hands its work to for these arguments: ``op.route(*args)`` where
+    the op chooses, else ``op`` itself."""
+    route = getattr(op, "route", None)
+    return op if route is None else route(*args)
 
 
 def _is_cupy_rng(rng):

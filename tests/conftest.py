@@ -1,11 +1,19 @@
-"""Shared fixtures: seeded generators, and helpers that every test file uses."""
+"""Shared fixtures: seeded generators, the two op sets, and helpers that every test file uses."""
 import numpy as np
 import pytest
+
+from minifcn.layers import op_set
 
 
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(params=["book", "engine"])
+def ops(request):
+    """Each op set in turn: the book (``minifcn.ops``) and the engine (``minifcn.engine``)."""
+    return op_set(request.param)
 
 
 def random_geometries(seed, count):

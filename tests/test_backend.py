@@ -81,10 +81,10 @@ def test_nothing_but_the_backend_imports_cupy():
     assert offenders == [], offenders
 
 
-def _xp_attribute_chains():
-    """Every ``xp.a.b`` chain used anywhere in the package's array code."""
+def _xp_attribute_chains(folder=PACKAGE):
+    """Every ``xp.a.b`` chain used anywhere in the array code under ``folder``."""
     chains = set()
-    for path in PACKAGE.rglob("*.py"):
+    for path in folder.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Attribute):
                 parts = []
@@ -98,10 +98,17 @@ def _xp_attribute_chains():
     return sorted(c for c in chains if not any(o != c and o.startswith(c + ".") for o in chains))
 
 
-def test_every_xp_function_exists_in_cupy():
+def test_both_op_sets_call_array_functions_through_xp():
+    # what the CuPy check below reads: the book and the engine, each on its own
+    assert {"pad", "zeros", "empty", "full", "where"} <= set(_xp_attribute_chains(PACKAGE / "ops"))
+    assert {"zeros", "empty", "matmul", "maximum", "ElementwiseKernel"} <= set(
+        _xp_attribute_chains(PACKAGE / "engine"))
+
+
+@pytest.mark.parametrize("folder", ["ops", "engine", "."])
+def test_every_xp_function_exists_in_cupy(folder):
     cupy = pytest.importorskip("cupy")  # installs and imports without a GPU
-    chains = _xp_attribute_chains()
-    assert "pad" in chains and "zeros" in chains  # the scan itself works
+    chains = _xp_attribute_chains(PACKAGE / folder)
     missing = []
     for chain in chains:
         obj = cupy
@@ -112,40 +119,6 @@ def test_every_xp_function_exists_in_cupy():
             obj = getattr(obj, part)
     assert missing == [], f"used as xp.<name> but absent from CuPy {cupy.__version__}: {missing}"
     assert "cupy" in sys.modules
-
-
-def test_cpu_threads_limits_blas_and_element_wise_threads(monkeypatch):
-    from threadpoolctl import threadpool_info
-
-    from minifcn.backend import cpu_threads
-    from minifcn.ops._threads import num_threads
-
-    monkeypatch.setenv("MINIFCN_NUM_THREADS", "2")
-    with cpu_threads(1):
-        assert num_threads() == 1
-        assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas")
-    assert num_threads() == 2
-
-
-def test_keep_freed_memory_sets_both_glibc_thresholds(monkeypatch):
-    import ctypes
-
-    calls = []
-
-    class FakeLibc:
-        def mallopt(self, param, value):
-            calls.append((param, value))
-            return 1
-
-    monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc())
-    assert backend.keep_freed_memory() is True
-    assert calls == [(-3, 32 * 2**20), (-1, 2**31 - 1)]  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
-
-    def no_libc(name):
-        raise OSError(f"{name}: cannot open shared object file")
-
-    monkeypatch.setattr(ctypes, "CDLL", no_libc)
-    assert backend.keep_freed_memory() is False  # macOS, Windows, musl: nothing to do
 
 
 def test_the_command_keeps_freed_memory(monkeypatch, capsys):

@@ -1,10 +1,11 @@
-"""Bad input fails early with an error that names the layer and the shapes."""
+"""Bad input fails early with an error that names the layer and the shapes, on either op set
+(the ``ops`` fixture: the book, then the engine)."""
 import re
 
 import numpy as np
 import pytest
 
-from minifcn import layers, ops
+from minifcn import layers
 from minifcn.models import MODELS, FCN8s
 
 
@@ -16,14 +17,14 @@ def test_wrong_ndim_names_layer_and_shape():
         layers.MaxPool2d("pool1", 2, ceil_mode=True)(np.zeros((1, 1, 3, 5, 5)))
 
 
-def test_channel_mismatch_names_both_shapes():
+def test_channel_mismatch_names_both_shapes(ops):
     with pytest.raises(ValueError, match=r"fc6: input \(1, 8, 9, 9\) has 8 channels but weight \(16, 4, 7, 7\) expects 4"):
         ops.conv2d_forward(np.zeros((1, 8, 9, 9)), np.zeros((16, 4, 7, 7)), name="fc6")
     with pytest.raises(ValueError, match=r"upscore2.*\(2, 3, 4, 4\)"):
         ops.conv_transpose2d_forward(np.zeros((1, 3, 5, 5)), np.zeros((2, 3, 4, 4)), stride=2, name="upscore2")
 
 
-def test_kernel_larger_than_padded_input():
+def test_kernel_larger_than_padded_input(ops):
     with pytest.raises(ValueError, match=r"fc6: kernel 7x7 is larger than the padded input 5x6"):
         ops.conv2d_forward(np.zeros((1, 2, 5, 6)), np.zeros((3, 2, 7, 7)), name="fc6")
     with pytest.raises(ValueError, match="larger than the padded input"):
@@ -31,7 +32,7 @@ def test_kernel_larger_than_padded_input():
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.uint8, bool])
-def test_non_float_input_is_a_type_error(dtype):
+def test_non_float_input_is_a_type_error(dtype, ops):
     x = np.zeros((1, 2, 5, 5), dtype=dtype)
     with pytest.raises(TypeError, match=r"conv1_1: input must be floating point, float32 or "):
         ops.conv2d_forward(x, np.zeros((3, 2, 3, 3)), name="conv1_1")
@@ -39,19 +40,19 @@ def test_non_float_input_is_a_type_error(dtype):
         ops.max_pool2d_forward(x, 2, name="pool2")
 
 
-def test_mixed_dtypes_are_refused():
+def test_mixed_dtypes_are_refused(ops):
     with pytest.raises(TypeError, match=r"conv: dtypes differ \(input float32, weight float64"):
         ops.conv2d_forward(np.zeros((1, 2, 5, 5), np.float32), np.zeros((3, 2, 3, 3)), name="conv")
 
 
-def test_bias_and_weight_shapes():
+def test_bias_and_weight_shapes(ops):
     with pytest.raises(ValueError, match=r"score_fr: bias shape \(5,\) does not match \(3,\)"):
         ops.conv2d_forward(np.zeros((1, 2, 5, 5)), np.zeros((3, 2, 1, 1)), np.zeros(5), name="score_fr")
     with pytest.raises(ValueError, match=r"weight must be 4-D"):
         ops.conv2d_forward(np.zeros((1, 2, 5, 5)), np.zeros((3, 2, 3)))
 
 
-def test_crop_out_of_bounds_names_window():
+def test_crop_out_of_bounds_names_window(ops):
     with pytest.raises(ValueError, match=r"score_pool4c: window 5x5 at offset \(5, 5\) does not fit in input \(1, 2, 8, 8\)"):
         ops.crop_forward(np.zeros((1, 2, 8, 8)), 5, (5, 5), name="score_pool4c")
 
@@ -63,7 +64,7 @@ def test_backward_before_forward():
 
 # --- the upstream gradient must have the forward output's shape -----------------------------
 
-def _forwards():
+def _forwards(ops):
     """(op name, forward output and cache, backward) for every op with a backward."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 6, 7))
@@ -88,8 +89,8 @@ def _forwards():
 
 
 @pytest.mark.parametrize("case", range(8))
-def test_a_wrong_shaped_gradient_is_refused_with_both_shapes(case):
-    name, (out, cache), backward = _forwards()[case]
+def test_a_wrong_shaped_gradient_is_refused_with_both_shapes(case, ops):
+    name, (out, cache), backward = _forwards(ops)[case]
     n, c, h, w = out.shape
     for wrong in [(n, c, h, w - 1), (n, c, h + 1, w), (n + 1, c, h, w), (n, c + 1, h, w),
                   (n, c, h, w, 1), (n * c * h * w,)]:
@@ -121,7 +122,7 @@ def test_a_model_refuses_a_score_gradient_of_another_size():
     assert model.backward(np.zeros_like(scores)).shape == (1, 3, 13, 17)
 
 
-def test_the_loss_takes_a_number_as_its_upstream_gradient():
+def test_the_loss_takes_a_number_as_its_upstream_gradient(ops):
     scores = np.zeros((1, 2, 3, 3))
     _, cache = ops.softmax_cross_entropy_forward(scores, np.zeros((1, 3, 3), np.int64))
     with pytest.raises(ValueError, match=r"softmax_cross_entropy: .* number, got shape \(3,\)"):
@@ -131,7 +132,7 @@ def test_the_loss_takes_a_number_as_its_upstream_gradient():
 
 # --- an empty batch (N = 0) goes through every op and the whole model ----------------------
 
-def test_every_op_takes_an_empty_batch():
+def test_every_op_takes_an_empty_batch(ops):
     x = np.zeros((0, 3, 6, 7))
     expected = {  # (output shape, gradient shapes), the shapes torch gives for N = 0
         "conv2d": ((0, 4, 3, 4), [(0, 3, 6, 7), (4, 3, 3, 3), (4,)]),
@@ -175,9 +176,10 @@ def test_every_op_takes_an_empty_batch():
     assert ops.softmax_cross_entropy_backward(1.0, cache).shape == (0, 3, 4, 5)
 
 
+@pytest.mark.parametrize("op_set", ["book", "engine"])
 @pytest.mark.parametrize("variant", ["fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce"])
-def test_a_model_takes_an_empty_batch(variant):
-    model = MODELS[variant](num_classes=3, width=1 / 64).train()
+def test_a_model_takes_an_empty_batch(variant, op_set):
+    model = MODELS[variant](num_classes=3, width=1 / 64, ops=op_set).train()
     scores = model(np.zeros((0, 3, 13, 17), np.float32))
     assert scores.shape == (0, 3, 13, 17)
     assert model.backward(np.zeros_like(scores)).shape == (0, 3, 13, 17)
@@ -194,7 +196,7 @@ if np.dtype(np.longdouble) != np.dtype(np.float64):
 
 
 @pytest.mark.parametrize("dtype", UNSUPPORTED, ids=lambda d: np.dtype(d).name)
-def test_every_op_names_itself_and_the_supported_dtypes(dtype):
+def test_every_op_names_itself_and_the_supported_dtypes(dtype, ops):
     x = np.zeros((1, 3, 6, 7), dtype=dtype)
     expected = rf"must be floating point, float32 or float64; got {np.dtype(dtype).name}"
     calls = {
@@ -213,7 +215,7 @@ def test_every_op_names_itself_and_the_supported_dtypes(dtype):
             call()
 
 
-def test_a_float16_gradient_is_refused():
+def test_a_float16_gradient_is_refused(ops):
     out, cache = ops.relu_forward(np.ones((1, 2, 3, 3)))
     with pytest.raises(TypeError, match=r"relu: the upstream gradient must be floating point, "
                                         r"float32 or float64; got float16"):
@@ -224,3 +226,11 @@ def test_a_float16_model_is_refused_when_built():
     with pytest.raises(TypeError, match=r"FCN8s: dtype must be floating point, float32 or float64; "
                                         r"got float16"):
         FCN8s(num_classes=3, width=1 / 64, dtype=np.float16)
+
+
+def test_the_engine_relu_without_a_mask_has_no_backward():
+    from minifcn import engine
+
+    _, mask = engine.relu_forward(np.ones((1, 2, 3, 3)), "relu5_1", mask=False)
+    with pytest.raises(ValueError, match=r"relu5_1: no mask to go back through"):
+        engine.relu_backward(np.ones((1, 2, 3, 3)), mask, "relu5_1")

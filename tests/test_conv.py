@@ -49,14 +49,14 @@ def test_pointwise_conv_is_a_per_pixel_fully_connected_layer(rng):
     dict(n=1, c_in=2, c_out=3, h=9, w=8, kernel=(7, 7), stride=(1, 1), padding=(0, 0)),
 ], ids=str)
 @pytest.mark.parametrize("bias", [True, False])
-def test_conv2d_gradients_float64(geo, bias):
+def test_conv2d_gradients_float64(geo, bias, ops):
     x, w, b = _arrays(geo, seed=4, bias=bias)
-    out, cache = conv2d_forward(x, w, b, geo["stride"], geo["padding"])
+    out, cache = ops.conv2d_forward(x, w, b, geo["stride"], geo["padding"])
     dout = np.random.default_rng(5).standard_normal(out.shape)
-    dx, dw, db = conv2d_backward(dout, cache)
+    dx, dw, db = ops.conv2d_backward(dout, cache)
 
     def f():
-        return conv2d_forward(x, w, b, geo["stride"], geo["padding"])[0]
+        return ops.conv2d_forward(x, w, b, geo["stride"], geo["padding"])[0]
 
     assert rel_error(numerical_gradient(f, x, dout), dx) < 1e-7
     assert rel_error(numerical_gradient(f, w, dout), dw) < 1e-7
@@ -66,9 +66,30 @@ def test_conv2d_gradients_float64(geo, bias):
         assert db is None
 
 
-def test_conv2d_float32_runs_in_float32(rng):
+def test_conv2d_float32_runs_in_float32(rng, ops):
     x = rng.standard_normal((1, 2, 5, 5)).astype(np.float32)
     w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
-    out, cache = conv2d_forward(x, w, np.zeros(3, np.float32), 1, 1)
+    out, cache = ops.conv2d_forward(x, w, np.zeros(3, np.float32), 1, 1)
     assert out.dtype == np.float32
-    assert all(g.dtype == np.float32 for g in conv2d_backward(np.ones_like(out), cache))
+    assert all(g.dtype == np.float32 for g in ops.conv2d_backward(np.ones_like(out), cache))
+
+
+def test_a_1x1_convolutions_columns_are_its_pixels(rng):
+    # no unfolding needed: im2col of a 1x1 kernel (stride 1, no padding) is x itself, reshaped
+    from minifcn.ops import im2col
+
+    x = rng.standard_normal((2, 5, 4, 3))
+    np.testing.assert_array_equal(im2col(x, 1), x.reshape(2, 5, 12))
+
+
+def test_skipped_gradients_are_none_and_the_others_unchanged(rng, ops):
+    x, w, b = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    out, cache = ops.conv2d_forward(x, w, b, 1, 1)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = ops.conv2d_backward(dout, cache)
+    no_dx = ops.conv2d_backward(dout, cache, input_grad=False)
+    no_dw = ops.conv2d_backward(dout, cache, weight_grad=False)
+    assert no_dx[0] is None and no_dw[1] is None
+    np.testing.assert_allclose(no_dx[1], dw, rtol=1e-12)
+    np.testing.assert_allclose(no_dw[0], dx, rtol=1e-12)
+    np.testing.assert_array_equal(no_dx[2], db)

@@ -1,24 +1,12 @@
-"""conv_transpose2d: loop twin, gradients, PyTorch, bilinear upsampling, the layer, errors,
-and the fast paths of col2im (its forward pass)."""
-import ctypes
-import importlib
-import inspect
-import re
-import shutil
-import subprocess
-
+"""conv_transpose2d: loop twin, gradients (book and engine), PyTorch, bilinear upsampling,
+the layer, errors. The engine's routes against the book: tests/test_engine_equivalence.py."""
 import numpy as np
 import pytest
 
-from minifcn.backend import gpu_available
 from minifcn.gradcheck import numerical_gradient, rel_error
 from minifcn.init import bilinear_kernel, bilinear_upsampling_weight
 from minifcn.layers import ConvTranspose2d
-from minifcn.ops import (col2im, col2im_naive, conv_transpose2d_backward, conv_transpose2d_forward,
-                         conv_transpose2d_naive, im2col)
-
-# the module, not the function of the same name that minifcn.ops exports
-im2col_module = importlib.import_module("minifcn.ops.im2col")
+from minifcn.ops import conv_transpose2d_backward, conv_transpose2d_forward, conv_transpose2d_naive
 from tests.conftest import random_geometries
 
 GEOMETRIES = list(random_geometries(seed=41, count=20))
@@ -64,30 +52,30 @@ GRAD_CASES = [
 
 
 @pytest.mark.parametrize("geo", GRAD_CASES, ids=str)
-def test_gradients_numerically(geo):
+def test_gradients_numerically(geo, ops):
     x, weight, bias, op = case(geo, seed=3)
     args = (geo["stride"], geo["padding"], op)
-    out, cache = conv_transpose2d_forward(x, weight, bias, *args)
+    out, cache = ops.conv_transpose2d_forward(x, weight, bias, *args)
     dout = np.random.default_rng(4).standard_normal(out.shape)
-    dx, dweight, dbias = conv_transpose2d_backward(dout, cache)
+    dx, dweight, dbias = ops.conv_transpose2d_backward(dout, cache)
 
     def f():
-        return conv_transpose2d_forward(x, weight, bias, *args)[0]
+        return ops.conv_transpose2d_forward(x, weight, bias, *args)[0]
 
     for analytic, wrt in [(dx, x), (dweight, weight), (dbias, bias)]:
         numeric = numerical_gradient(f, wrt, dout)
         assert rel_error(numeric, analytic) < 1e-7
 
 
-def test_matches_pytorch_forward_and_gradients():
+def test_matches_pytorch_forward_and_gradients(ops):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
     for k, geo in enumerate(GEOMETRIES[:12]):
         x, weight, bias, op = case(geo, seed=10 + k, dtype=np.float32)
         args = (geo["stride"], geo["padding"], op)
-        out, cache = conv_transpose2d_forward(x, weight, bias, *args)
+        out, cache = ops.conv_transpose2d_forward(x, weight, bias, *args)
         dout = np.random.default_rng(k).standard_normal(out.shape).astype(np.float32)
-        grads = conv_transpose2d_backward(dout, cache)
+        grads = ops.conv_transpose2d_backward(dout, cache)
         tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, weight, bias))
         tout = F.conv_transpose2d(tx, tw, tb, stride=args[0], padding=args[1], output_padding=op)
         tout.backward(torch.tensor(dout))
@@ -201,95 +189,3 @@ def test_bad_inputs_name_the_layer_and_shapes():
     layer = ConvTranspose2d("upscore_pool4", w)
     with pytest.raises(ValueError, match="upscore_pool4"):
         layer(np.zeros((1, 4, 5, 5)))
-
-
-# ---- col2im's fast paths (the transposed conv's forward) --------------------------------
-
-def random_cols(geo, seed):
-    shape = (geo["n"], geo["c_in"], geo["h"], geo["w"])
-    cols_shape = im2col(np.zeros(shape), geo["kernel"], geo["stride"], geo["padding"]).shape
-    return np.random.default_rng(seed).standard_normal(cols_shape), shape
-
-
-LARGE_KERNELS = [dict(n=1, c_in=2, h=19, w=11, kernel=(8, 16), stride=(4, 8), padding=(0, 4)),
-                 dict(n=2, c_in=1, h=12, w=12, kernel=(4, 4), stride=(4, 4), padding=(1, 0)),
-                 dict(n=1, c_in=1, h=40, w=9, kernel=(32, 5), stride=(16, 1), padding=(3, 2))]
-
-
-@pytest.mark.parametrize("geo", GEOMETRIES + LARGE_KERNELS, ids=str)
-def test_col2im_phase_path_matches_loop_twin(geo):
-    cols, shape = random_cols(geo, seed=6)
-    kh, kw = geo["kernel"]
-    out_h, out_w = im2col_module._windows(shape[2], shape[3], geo["kernel"], geo["stride"],
-                                          geo["padding"])[6:]
-    phases = im2col_module._col2im_phases(cols.reshape(*shape[:2], kh, kw, out_h, out_w), shape,
-                                          geo["stride"], geo["padding"])
-    slow = col2im_naive(cols, shape, geo["kernel"], geo["stride"], geo["padding"])
-    np.testing.assert_allclose(phases, slow, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(col2im(cols, shape, geo["kernel"], geo["stride"], geo["padding"]),
-                               slow, rtol=1e-12, atol=1e-12)
-
-
-def test_upscore8_takes_the_phase_path_and_agrees():
-    taken = im2col_module._phase_blocks(16, 16, 8, 8) * im2col_module.PHASE_GAIN <= 256
-    assert taken and im2col_module._phase_blocks(4, 4, 2, 2) * im2col_module.PHASE_GAIN > 16
-    x = np.random.default_rng(7).standard_normal((1, 3, 4, 5))
-    # a learned upscore8: bilinear plus noise, so not the separable shortcut of the fixed one
-    weight = bilinear_upsampling_weight(3, 16, np.float64)
-    weight += 0.01 * np.random.default_rng(8).standard_normal(weight.shape)
-    out, _ = conv_transpose2d_forward(x, weight, None, 8)
-    np.testing.assert_allclose(out, conv_transpose2d_naive(x, weight, None, 8), atol=1e-12)
-
-
-@pytest.fixture(scope="module")
-def compiled_gather_body(tmp_path_factory):
-    """The CuPy kernel's C body, compiled for the CPU with a C compiler (skip if none)."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        pytest.skip("no C compiler")
-    params = ", ".join(f"int {p}" for p in ("h", "w", "kh", "kw", "sh", "sw", "ph", "pw",
-                                             "out_h", "out_w"))
-    source = (f"typedef double T;\nvoid gather(const T *cols, T *out, long long size, {params})"
-              f" {{\n for (long long i = 0; i < size; ++i) {{\n T img;\n"
-              f"{im2col_module.GATHER_BODY}\n out[i] = img;\n }}\n}}\n")
-    folder = tmp_path_factory.mktemp("gather")
-    (folder / "gather.c").write_text(source)
-    subprocess.run([cc, "-O1", "-shared", "-fPIC", "-o", str(folder / "gather.so"),
-                    str(folder / "gather.c")], check=True)
-    lib = ctypes.CDLL(str(folder / "gather.so"))
-    pointer = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
-    lib.gather.argtypes = [pointer, pointer, ctypes.c_longlong] + [ctypes.c_int] * 10
-    return lib.gather
-
-
-@pytest.mark.parametrize("geo", GEOMETRIES[:10] + LARGE_KERNELS, ids=str)
-def test_gpu_gather_body_matches_loop_twin(compiled_gather_body, geo):
-    cols, shape = random_cols(geo, seed=8)
-    (kh, kw), (sh, sw), (ph, pw) = geo["kernel"], geo["stride"], geo["padding"]
-    out_h, out_w = im2col_module._windows(shape[2], shape[3], (kh, kw), (sh, sw), (ph, pw))[6:]
-    out = np.empty(shape)
-    compiled_gather_body(np.ascontiguousarray(cols), out, out.size, shape[2], shape[3],
-                         kh, kw, sh, sw, ph, pw, out_h, out_w)
-    np.testing.assert_allclose(out, col2im_naive(cols, shape, (kh, kw), (sh, sw), (ph, pw)),
-                               rtol=1e-12, atol=1e-12)
-
-
-def test_gpu_gather_path_uses_only_existing_cupy_names():
-    cupy = pytest.importorskip("cupy")
-    source = inspect.getsource(im2col_module._col2im_gather)
-    source += inspect.getsource(im2col_module._gather_kernel)
-    names = set(re.findall(r"\bxp\.(\w+)", source))
-    assert names >= {"empty", "ascontiguousarray", "ElementwiseKernel"}
-    assert all(hasattr(cupy, name) for name in names), names
-    kernel = im2col_module._gather_kernel(cupy)  # parses the parameter list; compiles later
-    assert kernel.nin == 11 and kernel.nout == 1
-
-
-@pytest.mark.skipif(not gpu_available(), reason="needs CuPy and a GPU")
-def test_gpu_col2im_matches_loop_twin():
-    import cupy
-    for geo in GEOMETRIES[:5] + LARGE_KERNELS:
-        cols, shape = random_cols(geo, seed=9)
-        fast = col2im(cupy.asarray(cols), shape, geo["kernel"], geo["stride"], geo["padding"])
-        slow = col2im_naive(cols, shape, geo["kernel"], geo["stride"], geo["padding"])
-        np.testing.assert_allclose(cupy.asnumpy(fast), slow, rtol=1e-12, atol=1e-12)

@@ -1,8 +1,8 @@
-"""CuPy vs NumPy: every op's forward and backward agree (skipped without a usable GPU)."""
+"""CuPy vs NumPy: every op's forward and backward agree, for the book's ops and the engine's
+(skipped without a usable GPU)."""
 import numpy as np
 import pytest
 
-from minifcn import ops
 from minifcn.backend import gpu_available, to_host
 from minifcn.init import bilinear_upsampling_weight
 
@@ -33,13 +33,13 @@ def _agree(fn, *host_args, **kw):
     return dev_out
 
 
-def test_im2col_col2im(rng):
+def test_im2col_col2im(rng, ops):
     x = rng.standard_normal((2, 3, 9, 7))
     cols = _agree(ops.im2col, x, (3, 2), (2, 1), (1, 2))[0]
     _agree(ops.col2im, to_host(cols), x.shape, (3, 2), (2, 1), (1, 2))
 
 
-def test_conv_and_transpose(rng):
+def test_conv_and_transpose(rng, ops):
     x, w, b = rng.standard_normal((2, 3, 9, 7)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
     dout = rng.standard_normal((2, 4, 5, 4))
     _agree(lambda *a: ops.conv2d_backward(a[3], ops.conv2d_forward(*a[:3], 2, 1)[1]), x, w, b, dout)
@@ -53,7 +53,7 @@ def test_conv_and_transpose(rng):
         _agree(lambda a, w: ops.conv_transpose2d_forward(a, w, None, s)[0], rng.standard_normal((1, 3, 3, 4)), weight)
 
 
-def test_pool_relu_dropout_crop_loss(rng):
+def test_pool_relu_dropout_crop_loss(rng, ops):
     x = rng.permutation(2 * 3 * 9 * 7).reshape(2, 3, 9, 7).astype(np.float64)
     dout = rng.standard_normal((2, 3, 5, 4))
     _agree(lambda a, d: ops.max_pool2d_backward(d, ops.max_pool2d_forward(a, 2, 2, 0, True)[1]), x, dout)
@@ -67,6 +67,8 @@ def test_pool_relu_dropout_crop_loss(rng):
 
 
 def test_dropout_on_device_is_seeded():
+    from minifcn import ops
+
     import cupy
 
     x = cupy.ones((2, 3, 8, 8))
@@ -75,13 +77,15 @@ def test_dropout_on_device_is_seeded():
     assert bool((a == b).all()) and set(to_host(a).ravel().tolist()) <= {0.0, 2.0}
 
 
-def test_fcn8s_forward_backward_on_device():
+@pytest.mark.parametrize("ops_name", ["book", "engine"])
+def test_fcn8s_forward_backward_on_device(ops_name):
     import cupy
 
     from minifcn.models import FCN8s
 
-    host = FCN8s(num_classes=3, width=1 / 32, dtype=np.float64, learn_upsampling=True).eval()
-    device = FCN8s(num_classes=3, width=1 / 32, dtype=np.float64, learn_upsampling=True).eval().to("gpu")
+    kwargs = dict(num_classes=3, width=1 / 32, dtype=np.float64, learn_upsampling=True, ops=ops_name)
+    host = FCN8s(**kwargs).eval()
+    device = FCN8s(**kwargs).eval().to("gpu")
     device.load_state_dict(host.state_dict())
     x = np.random.default_rng(0).standard_normal((1, 3, 29, 35))
     out_h, out_d = host(x), device(cupy.asarray(x))

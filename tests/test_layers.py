@@ -1,13 +1,21 @@
-"""Layer objects: parameters with .data/.grad, cached forward, frozen parameters, modes."""
+"""Layer objects: parameters with .data/.grad, cached forward, frozen parameters, modes, the
+op set each runs and the routes it reports."""
 import numpy as np
+import pytest
 
-from minifcn import layers, ops
+from minifcn import engine, layers
+from minifcn import ops as book
+from minifcn.engine import conv as engine_conv
+from minifcn.engine.stride1 import stride1_backward
 from minifcn.init import bilinear_upsampling_weight
 
 
-def test_conv_layer_fills_parameter_gradients(rng):
+@pytest.mark.parametrize("name", ["book", "engine"])
+def test_conv_layer_fills_parameter_gradients(rng, name):
+    ops = layers.op_set(name)
     w, b = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
-    conv = layers.Conv2d("conv1_1", w.copy(), b.copy(), stride=1, padding=1)
+    conv = layers.Conv2d("conv1_1", w.copy(), b.copy(), stride=1, padding=1, ops=name)
+    assert conv.ops is ops
     x = rng.standard_normal((2, 3, 6, 5))
     out = conv(x)
     ref, cache = ops.conv2d_forward(x, w, b, 1, 1)
@@ -23,6 +31,7 @@ def test_conv_layer_fills_parameter_gradients(rng):
 
 def test_frozen_parameter_gets_no_gradient(rng):
     up = layers.ConvTranspose2d("upscore2", bilinear_upsampling_weight(3, 4, np.float64), stride=2)
+    assert up.ops is book  # the default: what a learner steps through
     up.weight.requires_grad = False
     out = up(rng.standard_normal((1, 3, 4, 5)))
     assert out.shape == (1, 3, 10, 12)
@@ -57,3 +66,36 @@ def test_pool_crop_scale_layers(rng):
     scale = layers.Scale("scale_pool4", 0.01)
     np.testing.assert_allclose(scale(x), 0.01 * x)
     np.testing.assert_allclose(scale.backward(np.ones_like(x)), 0.01)
+
+
+def test_an_unknown_op_set_is_named():
+    with pytest.raises(ValueError, match=r"ops must be 'book' \(minifcn.ops\) or 'engine'.*'fast'"):
+        layers.ReLU("relu1_1", ops="fast")
+
+
+def test_the_engine_relu_works_in_place_and_the_book_relu_never_does(rng):
+    x = rng.standard_normal((2, 3, 4, 5))
+    for name, shared in [("engine", True), ("book", False)]:
+        y = x.copy()
+        relu = layers.ReLU("relu1_1", inplace=True, ops=name)
+        out = relu(y)
+        assert np.shares_memory(out, y) == shared
+        np.testing.assert_array_equal(out, np.maximum(x, 0))
+        np.testing.assert_array_equal(relu.backward(np.ones_like(x)), x > 0)
+
+
+def test_routes_name_the_functions_each_pass_runs():
+    narrowing = layers.Conv2d("conv1_2", np.zeros((4, 4, 3, 3)), np.zeros(4), 1, 1)
+    widening = layers.Conv2d("conv2_1", np.zeros((8, 4, 3, 3)), np.zeros(8), 1, 1)
+    assert narrowing.routes() == (book.conv2d_forward, book.conv2d_backward)
+    assert narrowing.routes("engine") == (engine.conv2d_forward, stride1_backward)
+    assert widening.routes("engine") == (engine.conv2d_forward, engine_conv.banded_backward)
+    fixed = layers.ConvTranspose2d("upscore2", bilinear_upsampling_weight(3, 4, np.float64), stride=2)
+    learned = layers.ConvTranspose2d("upscore2", np.ones((3, 3, 4, 4)), stride=2)  # mixes classes
+    assert fixed.routes() == (book.conv_transpose2d_forward, book.conv_transpose2d_backward)
+    assert [f.__name__ for f in fixed.routes("engine")] == ["separable_upsample_forward",
+                                                            "separable_upsample_backward"]
+    assert [f.__name__ for f in learned.routes("engine")] == ["columns_forward", "columns_backward"]
+    pool = layers.MaxPool2d("pool1", 2, 2, ceil_mode=True, ops="engine")
+    assert pool.routes() == (engine.max_pool2d_forward, engine.max_pool2d_backward)
+    assert layers.Crop("score", 31).routes("engine") == (book.crop_forward, book.crop_backward)

@@ -91,10 +91,14 @@ def test_every_size_from_1_to_70_keeps_crops_in_bounds():
         assert specs[-1].name == "score"
 
 
-@pytest.mark.parametrize("variant", list(MODELS))
-def test_whole_network_gradient_check(variant):
+# the engine on every variant; the book (six times slower on these padded inputs: its conv1_1
+# unfolds all of its 209x211 padding) on FCN-8s, which has every kind of layer but the scale,
+# along a random direction per array (a wrong entry anywhere shows there) without the sampled
+# entries: it equals the engine's to 1e-10 (test_engine_equivalence.py)
+@pytest.mark.parametrize("variant,ops,samples", [(v, "engine", 2) for v in MODELS] + [("fcn8s", "book", 0)])
+def test_whole_network_gradient_check(variant, ops, samples):
     # every parameter (upsampling made learnable) and the input, float64, through the loss
-    name, config, errors = narrow_case(variant)()
+    name, config, errors = narrow_case(variant, ops=ops, num_samples=samples)()
     worst = max(errors.values())
     assert worst < 1e-6, (config, errors)
 
@@ -217,6 +221,44 @@ def test_staged_copy_32s_to_16s_to_8s():
 def test_bad_input(x, error, match):
     with pytest.raises(error, match=match):
         FCN8s(**NARROW)(x)
+
+
+def test_models_are_built_with_their_op_set():
+    from minifcn import engine
+    from minifcn import ops as book
+
+    assert all(layer.ops is book for layer in FCN8s(**NARROW).layers.values())  # the default
+    model = FCN16s(ops="engine", **NARROW)
+    assert model.ops == "engine" and all(layer.ops is engine for layer in model.layers.values())
+    with pytest.raises(ValueError, match="ops must be 'book'.*'engine'.*'fast'"):
+        FCN32s(ops="fast", **NARROW)
+
+
+def test_load_model_builds_the_op_set_asked_for(tmp_path):
+    from minifcn import engine
+
+    path = save_model(FCN8s(**NARROW), tmp_path / "m.npz")
+    assert load_model(path).ops == "book"
+    loaded = load_model(path, ops="engine")
+    assert loaded.ops == "engine" and loaded.conv1_1.ops is engine
+
+
+def test_describe_routes_come_from_each_op_sets_dispatch(capsys):
+    from minifcn.cli import main
+    from minifcn.engine.stride1 import stride1_backward
+    from minifcn.models.describe import route_rows
+
+    rows = {r["name"]: r for r in route_rows("fcn8s", num_classes=3, net_width=1 / 64)}
+    assert rows["conv1_2"]["book"][1].__qualname__ == "conv2d_backward"
+    assert rows["conv1_2"]["engine"][1] is stride1_backward  # not widening: dout's columns
+    assert rows["conv2_1"]["engine"][1].__qualname__ == "banded_backward"  # widening: col2im
+    assert rows["upscore8"]["engine"][0].__qualname__ == "separable_upsample_forward"
+    assert rows["score"]["engine"] == rows["score"]["book"]  # the engine crops with the book
+    assert main(["describe", "fcn32s", "--routes", "--width", "0.015625", "--num-classes", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "upscore   conv_transpose2d_forward" in out
+    assert "engine.separable.separable_upsample_forward" in out
+    assert "engine.stride1.stride1_backward" in out
 
 
 def test_describe_command(capsys):

@@ -1,5 +1,6 @@
 """FCN parity with a PyTorch network built from the same state dict: scores and every
-gradient after one backward of the loss, float32, non-square inputs."""
+gradient after one backward of the loss, float32, non-square inputs: the book's network on one
+size, the engine's on another (each equals the other: tests/test_engine_equivalence.py)."""
 import numpy as np
 import pytest
 
@@ -18,10 +19,10 @@ def close(ours, theirs, what):
 
 
 @pytest.mark.parametrize("variant", list(MODELS))
-@pytest.mark.parametrize("hw", [(45, 61), (33, 20)], ids=str)
-def test_fcn_matches_pytorch(variant, hw):
+@pytest.mark.parametrize("hw,ops", [((33, 20), "book"), ((45, 61), "engine")], ids=str)
+def test_fcn_matches_pytorch(variant, hw, ops):
     rng = np.random.default_rng(0)
-    model = MODELS[variant](num_classes=5, width=1 / 16, learn_upsampling=True).eval()
+    model = MODELS[variant](num_classes=5, width=1 / 16, learn_upsampling=True, ops=ops).eval()
     randomise(model, rng)
     for p in model.parameters():
         p.data = p.data.astype(np.float32)

@@ -4,8 +4,10 @@ import pytest
 from minifcn.gradcheck import numerical_gradient, rel_error, well_separated
 from minifcn.models.coords import blob_sides
 from minifcn.models.spec import LayerSpec
+from minifcn import engine
+from minifcn.gradcheck_pins import read_winners
 from minifcn.ops import (conv_output_size, max_pool2d_backward, max_pool2d_backward_naive,
-                         max_pool2d_forward, max_pool2d_naive, max_pool2d_pinned)
+                         max_pool2d_forward, max_pool2d_naive)
 
 CONFIGS = [  # (shape, kernel, stride, padding, ceil_mode)
     ((2, 3, 7, 9), 2, 2, 0, True),
@@ -31,13 +33,13 @@ def test_pool_matches_loop_twin(cfg):
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=str)
-def test_pool_gradient_float64(cfg):
+def test_pool_gradient_float64(cfg, ops):
     shape, k, s, p, ceil = cfg
     x = well_separated(np.random.default_rng(2), shape)  # no near-ties for the step to cross
-    out, cache = max_pool2d_forward(x, k, s, p, ceil)
+    out, cache = ops.max_pool2d_forward(x, k, s, p, ceil)
     dout = np.random.default_rng(3).standard_normal(out.shape)
-    numeric = numerical_gradient(lambda: max_pool2d_forward(x, k, s, p, ceil)[0], x, dout)
-    assert rel_error(numeric, max_pool2d_backward(dout, cache)) < 1e-7
+    numeric = numerical_gradient(lambda: ops.max_pool2d_forward(x, k, s, p, ceil)[0], x, dout)
+    assert rel_error(numeric, ops.max_pool2d_backward(dout, cache)) < 1e-7
 
 
 def test_ceil_rounding_pools_the_overhang():
@@ -69,19 +71,27 @@ def test_caffe_drops_a_window_that_starts_in_the_padding():
     assert conv_output_size(3, 2, 2, 1, ceil_mode=True) == 2
 
 
-def test_tie_rule_first_in_row_major_order_wins():
+def test_tie_rule_first_in_row_major_order_wins(ops):
     x = np.array([[[[1.0, 3.0], [3.0, 3.0]]]])
-    out, cache = max_pool2d_forward(x, 2, 2)
-    dx = max_pool2d_backward(np.ones_like(out), cache)
+    out, cache = ops.max_pool2d_forward(x, 2, 2)
+    dx = ops.max_pool2d_backward(np.ones_like(out), cache)
     np.testing.assert_array_equal(dx[0, 0], [[0, 1], [0, 0]])
 
 
-def test_overlapping_windows_accumulate_gradient():
+def test_the_cache_keeps_each_windows_winner():
+    # the book's pooling keeps the argmax: the tap i*kw + j that won each window
+    x = np.array([[[[1.0, 5.0, 2.0], [4.0, 3.0, 9.0]]]])  # 2x3, 2x2 windows, ceil: 1x2 windows
+    out, cache = max_pool2d_forward(x, 2, 2, ceil_mode=True)
+    np.testing.assert_array_equal(out[0, 0], [[5.0, 9.0]])
+    np.testing.assert_array_equal(cache[2][0, 0], [[1, 2]])  # tap (0, 1), then tap (1, 0)
+
+
+def test_overlapping_windows_accumulate_gradient(ops):
     # 3x3 stride 1 over a 4x4 map whose maximum is in the middle of all four windows
     x = np.zeros((1, 1, 4, 4))
     x[0, 0, 1, 1] = 5.0
-    out, cache = max_pool2d_forward(x, 3, 1)
-    dx = max_pool2d_backward(np.ones_like(out), cache)
+    out, cache = ops.max_pool2d_forward(x, 3, 1)
+    dx = ops.max_pool2d_backward(np.ones_like(out), cache)
     assert dx[0, 0, 1, 1] == 4.0 and dx.sum() == 4.0
 
 
@@ -147,7 +157,10 @@ def _sweep_against(torch):
         np.testing.assert_array_equal(dx, tx.grad.numpy(), err_msg=case)
         np.testing.assert_array_equal(max_pool2d_backward_naive(dout, x, k, s, p, True), dx,
                                       err_msg=case)
-        np.testing.assert_array_equal(max_pool2d_pinned(x, cache), out, err_msg=case)
+        np.testing.assert_array_equal(read_winners(x, cache), out, err_msg=case)
+        fast, fast_cache = engine.max_pool2d_forward(x, k, s, p, ceil_mode=True)  # the engine too
+        np.testing.assert_array_equal(fast, out, err_msg=case)
+        np.testing.assert_array_equal(engine.max_pool2d_backward(dout, fast_cache), dx, err_msg=case)
         checked += 1
     return checked, refused
 

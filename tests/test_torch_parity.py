@@ -1,10 +1,8 @@
-"""Forward and every gradient against PyTorch (float32), over seeded random geometries."""
+"""Forward and every gradient against PyTorch (float32), over seeded random geometries, for
+the book's ops and the engine's."""
 import numpy as np
 import pytest
 
-from minifcn.ops import (conv2d_backward, conv2d_forward, max_pool2d_backward, max_pool2d_forward,
-                         relu_backward, relu_forward, softmax_cross_entropy_backward,
-                         softmax_cross_entropy_forward)
 from tests.conftest import random_geometries
 
 torch = pytest.importorskip("torch")
@@ -21,18 +19,18 @@ def close(ours, theirs):
 
 
 @pytest.mark.parametrize("geo", list(random_geometries(seed=11, count=20)), ids=str)
-def test_conv2d_matches_torch(geo):
+def test_conv2d_matches_torch(geo, ops):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((geo["n"], geo["c_in"], geo["h"], geo["w"])).astype(np.float32)
     w = rng.standard_normal((geo["c_out"], geo["c_in"]) + geo["kernel"]).astype(np.float32)
     b = rng.standard_normal(geo["c_out"]).astype(np.float32)
-    out, cache = conv2d_forward(x, w, b, geo["stride"], geo["padding"])
+    out, cache = ops.conv2d_forward(x, w, b, geo["stride"], geo["padding"])
     tx, tw, tb = _t(x), _t(w), _t(b)
     tout = F.conv2d(tx, tw, tb, stride=geo["stride"], padding=geo["padding"])
     close(out, tout)
     dout = rng.standard_normal(out.shape).astype(np.float32)
     tout.backward(torch.tensor(dout))
-    dx, dw, db = conv2d_backward(dout, cache)
+    dx, dw, db = ops.conv2d_backward(dout, cache)
     close(dx, tx.grad)
     close(dw, tw.grad)
     close(db, tb.grad)
@@ -47,31 +45,31 @@ POOL_CASES = [(cfg, ceil) for cfg in POOLS for ceil in (True, False) if ceil or 
 
 
 @pytest.mark.parametrize("cfg,ceil_mode", POOL_CASES, ids=str)
-def test_max_pool2d_matches_torch(cfg, ceil_mode):
+def test_max_pool2d_matches_torch(cfg, ceil_mode, ops):
     shape, k, s, p = cfg
     x = np.random.default_rng(1).permutation(np.prod(shape)).reshape(shape).astype(np.float32)
-    out, cache = max_pool2d_forward(x, k, s, p, ceil_mode)
+    out, cache = ops.max_pool2d_forward(x, k, s, p, ceil_mode)
     tx = _t(x)
     tout = F.max_pool2d(tx, k, s, p, ceil_mode=ceil_mode)
     close(out, tout)
     dout = np.random.default_rng(2).standard_normal(out.shape).astype(np.float32)
     tout.backward(torch.tensor(dout))
-    close(max_pool2d_backward(dout, cache), tx.grad)
+    close(ops.max_pool2d_backward(dout, cache), tx.grad)
 
 
-def test_relu_and_loss_match_torch():
+def test_relu_and_loss_match_torch(ops):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 5, 7, 6)).astype(np.float32)
     labels = rng.integers(0, 5, size=(2, 7, 6))
     labels[:, :2, :3] = 255
     weight = rng.uniform(0.5, 2.0, 5).astype(np.float32)
-    relu_out, relu_cache = relu_forward(x)
+    relu_out, relu_cache = ops.relu_forward(x)
     for reduction, cw in [("mean", None), ("sum", None), ("mean", weight)]:
-        loss, cache = softmax_cross_entropy_forward(relu_out, labels, 255, cw, reduction)
+        loss, cache = ops.softmax_cross_entropy_forward(relu_out, labels, 255, cw, reduction)
         tx = _t(x)
         tloss = F.cross_entropy(F.relu(tx), torch.tensor(labels), ignore_index=255, reduction=reduction,
                                 weight=None if cw is None else torch.tensor(cw))
         assert loss == pytest.approx(tloss.item(), rel=RTOL)
         tloss.backward()
-        dx = relu_backward(softmax_cross_entropy_backward(1.0, cache), relu_cache)
+        dx = ops.relu_backward(ops.softmax_cross_entropy_backward(1.0, cache), relu_cache)
         close(dx, tx.grad)

@@ -1,7 +1,8 @@
 """``minifcn describe``: every blob's shape, parameters, FLOPs, receptive field, coordinate map.
 
 Computed from the layer specs by size arithmetic alone (no arrays), so it answers instantly
-even for the full-width network at 500x500.
+even for the full-width network at 500x500. ``--routes`` shows instead which function each
+layer's forward and backward run under the book and under the engine (:func:`route_rows`).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import argparse
 from ..cliargs import non_negative, number, positive
 from ..errors import UsageError
 from .coords import blob_sides, coordinate_maps, crop_offsets, receptive_fields, smallest_input
+from .fcn import MODELS
 from .spec import MAX_CLASSES, MAX_WIDTH, REFERENCE_PAD, VARIANTS, network_specs
 
 
@@ -103,6 +105,46 @@ def describe(variant, height, width, num_classes=21, net_width=1.0, pad=REFERENC
     return "\n".join(out)
 
 
+def route_rows(variant, num_classes=21, net_width=1.0, pad=REFERENCE_PAD):
+    """One dict per layer: ``name``, and ``book`` and ``engine``, each the pair of functions
+    (forward, backward) that the layer hands its passes to under that op set.
+
+    The pairs come from the layers of a freshly built network (:meth:`minifcn.layers.Layer.routes`),
+    that is from the op sets' own dispatch: a convolution's backward asks the engine's
+    ``conv2d_backward.route`` which route it takes for that weight, stride and padding. Some
+    routes depend on the weights: a freshly built network has bilinear upsamplers, which the
+    engine applies as two matrix products as long as they stay bilinear (fixed, as in the
+    reference; a learned one leaves that route at its first update).
+    """
+    model = MODELS[variant](num_classes, net_width, pad=pad)
+    return [dict(name=name, book=layer.routes("book"), engine=layer.routes("engine"))
+            for name, layer in model.layers.items()]
+
+
+def _function_name(fn, book_prefix=True):
+    """``ops.conv.conv2d_forward``: where a function lives, below the package (just
+    ``conv2d_forward`` for one of the book's with ``book_prefix=False``)."""
+    module = fn.__module__.removeprefix("minifcn.")
+    if not book_prefix and module.startswith("ops."):
+        return fn.__qualname__
+    return f"{module}.{fn.__qualname__}"
+
+
+def describe_routes(variant, num_classes=21, net_width=1.0, pad=REFERENCE_PAD):
+    """The table of :func:`route_rows` as text."""
+    rows = route_rows(variant, num_classes, net_width, pad)
+    cells = [[r["name"]] + [_function_name(fn, False) for fn in r["book"]]
+             + [_function_name(fn) for fn in r["engine"]] for r in rows]
+    header = ["layer", "book forward", "book backward", "engine forward", "engine backward"]
+    widths = [max(len(row[k]) for row in cells + [header]) + 2 for k in range(len(header))]
+    line = "".join(f"{text:<{width}}" for text, width in zip(header, widths)).rstrip()
+    out = [f"{variant}, width {net_width:g}: the function each layer's forward and backward run "
+           f"under the book (minifcn.ops) and the engine (minifcn.engine)", line, "-" * len(line)]
+    out += ["".join(f"{text:<{width}}" for text, width in zip(row, widths)).rstrip()
+            for row in cells]
+    return "\n".join(out)
+
+
 MAX_SIDE = 1 << 20  # a million pixels a side: far past any image, and the sums stay exact
 
 
@@ -123,6 +165,9 @@ def image_size(text):
 
 
 def _cmd_describe(args):
+    if args.routes:
+        print(describe_routes(args.variant, args.num_classes, args.width, args.pad))
+        return 0
     h, w = args.size
     print(describe(args.variant, h, w, args.num_classes, args.width, args.pad))
     return 0
@@ -145,4 +190,7 @@ def add_describe_parser(sub):
                    help="channel multiplier (default 1.0)")
     p.add_argument("--pad", type=non_negative(int), default=REFERENCE_PAD,
                    help="conv1_1 padding (default 100)")
+    p.add_argument("--routes", action="store_true",
+                   help="instead: which function each layer's forward and backward run under "
+                        "the book (minifcn.ops) and the engine (minifcn.engine)")
     p.set_defaults(func=_cmd_describe)

@@ -49,12 +49,19 @@ class FCN:
         float32, or float64 for gradient checks.
     seed : int
         Seeds the trunk's random initialisation and the dropout masks.
+    ops : {"book", "engine"}
+        The op set every layer runs: ``"book"`` (:mod:`minifcn.ops`, the textbook ops a
+        learner steps through; the default) or ``"engine"`` (:mod:`minifcn.engine`, the same
+        results, fast; what the ``minifcn`` command, the trainer and the benchmarks run).
+        ``minifcn describe VARIANT --routes`` shows what each layer runs under either set.
     """
 
     variant = None
 
     def __init__(self, num_classes=21, width=1.0, pad=REFERENCE_PAD, dropout=0.5,
-                 learn_upsampling=False, dtype=np.float32, seed=0):
+                 learn_upsampling=False, dtype=np.float32, seed=0, ops="book"):
+        L.op_set(ops)  # an unknown name fails here, before any work
+        self.ops = ops
         self.num_classes, self.width, self.pad = int(num_classes), float(width), int(pad)
         self.dropout, self.learn_upsampling = float(dropout), bool(learn_upsampling)
         self.dtype = np.dtype(dtype)
@@ -77,22 +84,23 @@ class FCN:
             else:
                 weight = np.zeros(shape, self.dtype)  # score layers start at zero
             return L.Conv2d(spec.name, weight, np.zeros(spec.out_channels, self.dtype),
-                            spec.stride, spec.padding)
+                            spec.stride, spec.padding, ops=self.ops)
         if spec.op == "upscore":
             layer = L.ConvTranspose2d(spec.name, bilinear_upsampling_weight(
-                spec.in_channels, spec.kernel, self.dtype), None, spec.stride, spec.padding)
+                spec.in_channels, spec.kernel, self.dtype), None, spec.stride, spec.padding,
+                ops=self.ops)
             layer.weight.requires_grad = self.learn_upsampling
             return layer
-        if spec.op == "relu":
-            return L.ReLU(spec.name, inplace=True)  # a conv output, read by nothing else
+        if spec.op == "relu":  # a conv output, read by nothing else: the engine may overwrite it
+            return L.ReLU(spec.name, inplace=True, ops=self.ops)
         if spec.op == "pool":
-            return L.MaxPool2d(spec.name, spec.kernel, spec.stride, ceil_mode=True)
+            return L.MaxPool2d(spec.name, spec.kernel, spec.stride, ceil_mode=True, ops=self.ops)
         if spec.op == "dropout":
-            return L.Dropout(spec.name, self.dropout, seed=seed + int(spec.name[-1]))
+            return L.Dropout(spec.name, self.dropout, seed=seed + int(spec.name[-1]), ops=self.ops)
         if spec.op == "crop":
-            return L.Crop(spec.name, self.offsets[spec.name])
+            return L.Crop(spec.name, self.offsets[spec.name], ops=self.ops)
         if spec.op == "scale":
-            return L.Scale(spec.name, spec.factor)
+            return L.Scale(spec.name, spec.factor, ops=self.ops)
         raise ValueError(f"{spec.name}: unknown op {spec.op!r}")
 
     def __getattr__(self, name):
@@ -197,10 +205,11 @@ class FCN:
     def inference(self):
         """A block whose forward passes keep no caches, for prediction (no backward follows).
 
-        Inside it every layer drops its cache as soon as its forward returns, and the ReLUs
-        compute no masks, so each blob is freed once the next layer has read it, as in
-        PyTorch under ``torch.no_grad()``: FCN-8s at 500x500 peaks at 0.9 GB instead of
-        1.7 GB, and the pass touches less fresh memory (docs/performance.md, item 20).
+        Inside it every layer drops its cache as soon as its forward returns (and the
+        engine's ReLUs compute no masks), so each blob is freed once the next layer has read
+        it, as in PyTorch under ``torch.no_grad()``: FCN-8s at 500x500 on the engine peaks at
+        0.9 GB instead of 1.7 GB, and the pass touches less fresh memory (docs/performance.md,
+        item 20).
         Caches left by an earlier forward are dropped on entry. Train or eval mode is left
         as it is (dropout follows it); a ``backward`` after a forward in the block raises.
 
@@ -301,18 +310,6 @@ class FCN:
                   if k in own and k not in skip and tuple(np.shape(v)) == tuple(own[k].shape)}
         self.load_state_dict(picked, strict=False)
         return sorted(picked)
-
-    def freeze_branches(self, frozen=True):
-        """Pin every ReLU mask and max-pool winner to those of the last forward (or unpin).
-
-        While pinned, the network is the smooth piece of itself that the last forward ran
-        on, so finite differences of it measure exactly the derivative that backward claims,
-        however close a pre-activation sits to ReLU's kink (see :mod:`minifcn.models.gradcheck_cases`).
-        """
-        for layer in self.layers.values():
-            if hasattr(layer, "freeze"):
-                layer.freeze(frozen)
-        return self
 
     def describe_short(self):
         return (f"{type(self).__name__}(num_classes={self.num_classes}, width={self.width:g}, "

@@ -13,6 +13,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..gradcheck import directional_check, numerical_gradient, sampled_rel_error
+from ..gradcheck_pins import pinned_branches
 from ..ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from .fcn import MODELS
 
@@ -34,14 +35,14 @@ def randomise(model, rng):
 def check_model_gradients(model, x, labels, num_samples=2, seed=0, h=1e-2):
     """Compare the model's analytic gradients of the mean cross-entropy with finite
     differences. Returns ``{"dx": err, "d<param>": err, ...}`` (largest of the directional
-    and sampled errors).
+    and sampled errors; ``num_samples=0`` checks the random direction alone).
 
     A narrow network on a small, heavily padded input has thousands of pre-activations
     within 1e-5 of ReLU's kink, so any step of a useful size crosses some of them and the
     difference quotient mixes two branches. The check therefore pins the branches of the
-    analytic forward (:meth:`FCN.freeze_branches`): the pinned network is exactly the
-    smooth piece the backward differentiates, and a five-point stencil with a large step
-    measures its slope to about 1e-10.
+    analytic forward (:func:`minifcn.gradcheck_pins.pinned_branches`): the pinned network is
+    exactly the smooth piece the backward differentiates, and a five-point stencil with a
+    large step measures its slope to about 1e-10. Either op set: the model runs its own.
     """
     rng = np.random.default_rng(seed)
     dropouts = [layer for layer in model.layers.values() if hasattr(layer, "p")]
@@ -58,37 +59,38 @@ def check_model_gradients(model, x, labels, num_samples=2, seed=0, h=1e-2):
     targets = [("dx", x, dx)] + [(f"d{name}", p.data, p.grad) for name, p in model.named_parameters()
                                  if p.requires_grad]
     errors = {}
-    model.freeze_branches()
-    try:
+    with pinned_branches(model, at=loss):  # the branches of the forward at x, as analysed
         for name, array, grad in targets:
-            err = directional_check(loss, array, grad, h=h, rng=rng, points=4)[2]
-            numeric = numerical_gradient(loss, array, h=h, num_samples=num_samples, rng=rng, points=4)
-            errors[name] = max(err, sampled_rel_error(numeric, grad))
-    finally:
-        model.freeze_branches(False)
+            errors[name] = directional_check(loss, array, grad, h=h, rng=rng, points=4)[2]
+            if num_samples:
+                numeric = numerical_gradient(loss, array, h=h, num_samples=num_samples, rng=rng,
+                                             points=4)
+                errors[name] = max(errors[name], sampled_rel_error(numeric, grad))
     return errors
 
 
-def narrow_case(variant, size=(9, 11), width=1 / 64, num_classes=3, learn_upsampling=True, seed=0):
+def narrow_case(variant, size=(9, 11), width=1 / 64, num_classes=3, learn_upsampling=True, seed=0,
+                ops="book", num_samples=2):
     """A callable row for ``minifcn gradcheck``: ``() -> (op, config, errors)``."""
 
     def run():
         rng = np.random.default_rng(seed)
         model = MODELS[variant](num_classes, width, dropout=0.5, learn_upsampling=learn_upsampling,
-                                dtype=np.float64, seed=seed)
+                                dtype=np.float64, seed=seed, ops=ops)
         randomise(model, rng)
         x = rng.standard_normal((2, 3) + size)
         labels = rng.integers(0, num_classes, (2,) + size)
         labels[0, :2] = 255
-        errors = check_model_gradients(model.train(), x, labels, seed=seed)
+        errors = check_model_gradients(model.train(), x, labels, num_samples, seed=seed)
         worst = max(errors, key=errors.get)
         w = Fraction(width).limit_denominator(1000)
-        return (variant, f"width {w}, x(2, 3, {size[0]}, {size[1]}), {len(errors)} grads, worst",
+        name = variant if ops == "book" else f"{variant} ({ops})"
+        return (name, f"width {w}, x(2, 3, {size[0]}, {size[1]}), {len(errors)} grads, worst",
                 {worst: errors[worst]})
 
     return run
 
 
-def model_cases():
-    """``(run, tolerance)`` pairs for the gradcheck table."""
-    return [(narrow_case(v), TOLERANCE) for v in MODELS]
+def model_cases(op_sets=("book",)):
+    """``(run, tolerance)`` pairs for the gradcheck table, one per variant and op set."""
+    return [(narrow_case(v, ops=ops), TOLERANCE) for ops in op_sets for v in MODELS]

@@ -109,13 +109,15 @@ def model_config(meta, src="metadata", **overrides):
 
 def build_model(meta, **overrides):
     """Construct the (untrained) model a metadata record describes, after checking it
-    (:func:`model_config`). ``overrides`` replace its fields or pass ``dtype`` and ``seed``."""
+    (:func:`model_config`). ``overrides`` replace its fields or pass ``dtype``, ``seed`` and
+    ``ops`` (the op set, "book" or "engine")."""
     fields = {k: v for k, v in overrides.items() if k in FIELDS}
     kind, config = model_config(meta, "model", **fields)
     return MODELS[kind](**config, **{k: v for k, v in overrides.items() if k not in FIELDS})
 
 
-def load_model(path, device=None, dtype=np.float32, allow_nonfinite=False, **overrides):
+def load_model(path, device=None, dtype=np.float32, allow_nonfinite=False, ops="book",
+               **overrides):
     """Rebuild and load the model saved at ``path``.
 
     Parameters
@@ -126,6 +128,9 @@ def load_model(path, device=None, dtype=np.float32, allow_nonfinite=False, **ove
     allow_nonfinite : bool
         Load NaN and inf weights too (refused by default: one of them turns every output it
         reaches into NaN); for inspecting the weights of a run that diverged.
+    ops : {"book", "engine"}
+        The op set the model runs (:class:`minifcn.models.fcn.FCN`; the file records none):
+        the command runs the engine, Python defaults to the book.
     **overrides
         Replace metadata fields (``width=...``).
 
@@ -149,7 +154,7 @@ def load_model(path, device=None, dtype=np.float32, allow_nonfinite=False, **ove
                               f"score_fr.weight has {found} rows")
     preprocessing = _preprocessing(meta.get("preprocessing"), path)
     arrays = checked_values(arrays, path, dtype, allow_nonfinite)
-    model = MODELS[kind](**config, dtype=dtype)
+    model = MODELS[kind](**config, dtype=dtype, ops=ops)
     model.load_state_dict(arrays, strict=True)
     model.preprocessing = preprocessing
     if device is not None:

@@ -1,8 +1,13 @@
-"""Functional ops: each a ``*_forward(...) -> (out, cache)`` / ``*_backward(dout, cache)`` pair.
+"""The book: functional ops, ``*_forward(...) -> (out, cache)`` / ``*_backward(dout, cache)`` pairs.
 
+Each op is the textbook algorithm as runnable code, forward and backward side by side:
+convolution is im2col and one matrix product, its backward three products and a col2im.
 Backward returns the gradients in the order of the forward's array arguments. Every op has
 a naive loop twin (``*_naive``) written from the definition: the oracle in tests and notebooks.
 All layouts are NCHW; every op takes its array module (NumPy or CuPy) from its inputs.
+
+Nothing here exists for speed or memory: that is the engine's job (:mod:`minifcn.engine`,
+the same names, tested equal to these), and nothing here imports it.
 """
 from ._util import conv_output_size, transposed_output_size
 from .activation import dropout_backward, dropout_forward, relu_backward, relu_forward, relu_naive
@@ -16,6 +21,6 @@ from .im2col import col2im, col2im_naive, im2col, im2col_naive
 from .loss import (softmax_cross_entropy_backward, softmax_cross_entropy_forward,
                    softmax_cross_entropy_naive)
 from .pool import (max_pool2d_backward, max_pool2d_backward_naive, max_pool2d_forward,
-                   max_pool2d_naive, max_pool2d_pinned)
+                   max_pool2d_naive)
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -120,14 +120,3 @@ def check_layer_args(x, weight, bias, stride, padding, name, transposed=False):
         raise ValueError(f"{name}: stride must be >= 1 and padding >= 0, got {stride}, {padding}")
     return weight.shape[2], weight.shape[3], sh, sw, ph, pw
 
-
-def accumulate(total, part):
-    """``total += part`` in place, returning ``total``; ``part`` itself when ``total`` is None.
-
-    The running sum of per-band results: the first band's array is taken as it is (keeping
-    its memory order, no copy), the later ones are added into it.
-    """
-    if total is None:
-        return part
-    total += part
-    return total

@@ -10,65 +10,33 @@ applies ``p = 0.5`` after fc6 and fc7.
 from __future__ import annotations
 
 from ..backend import get_array_module
-from ._threads import split_work
 from ._util import check_float, check_grad
 
 
-def relu_forward(x, inplace=False, mask=True, name="relu"):
+def relu_forward(x, name="relu"):
     """``out = max(x, 0)``.
 
     Parameters
     ----------
     x : array, any shape
-    inplace : bool
-        Overwrite ``x`` with the result (saves a fresh array as large as ``x``; safe when
-        nothing else reads ``x`` afterwards, as for a convolution's output in FCN).
-    mask : bool
-        ``False`` skips the mask (one pass less over memory) when no backward will follow.
     name : str
         Layer name used in error messages.
 
     Returns
     -------
-    out : array, same shape as ``x`` (``x`` itself when ``inplace``)
-    cache : array of bool, the mask ``x > 0``; None with ``mask=False``
+    out : array, same shape as ``x``
+    cache : array of bool, the mask ``x > 0``
     """
     check_float(x, name, "input")
     xp = get_array_module(x)
-    if x.ndim < 2:
-        gate = x > 0 if mask else None
-        return xp.maximum(x, x.dtype.type(0), out=x if inplace else None), gate
-    out = x if inplace else xp.empty_like(x)
-    gate = xp.empty(x.shape, dtype=bool) if mask else None
-
-    def relu(c0, c1):  # channels c0:c1 (the channels are split among CPU threads)
-        if mask:
-            xp.greater(x[:, c0:c1], 0, out=gate[:, c0:c1])  # before x may be overwritten
-        xp.maximum(x[:, c0:c1], x.dtype.type(0), out=out[:, c0:c1])
-
-    split_work(relu, x.shape[1], x.nbytes, xp)
-    return out, gate
+    return xp.maximum(x, x.dtype.type(0)), x > 0
 
 
-def relu_backward(dout, cache, inplace=False, name="relu"):
-    """``dx = dout * (x > 0)`` (the gradient at exactly 0 is taken as 0).
-
-    ``inplace=True`` writes ``dx`` over ``dout`` (fresh memory is costly at FCN's sizes: a
-    first touch of 125 MB took 0.3 s on the benchmark machine).
-    """
-    if cache is None:
-        raise ValueError(f"{name}: no mask to go back through (the forward ran with mask=False)")
+def relu_backward(dout, cache, name="relu"):
+    """``dx = dout * (x > 0)``: the gradient passes where the input was positive (at exactly
+    0 it is taken as 0)."""
     check_grad(dout, cache.shape, name)
-    xp = get_array_module(dout)
-    if dout.ndim < 2:
-        return xp.multiply(dout, cache, out=dout if inplace else None)
-    dx = dout if inplace else xp.empty_like(dout)
-
-    def gate(c0, c1):
-        xp.multiply(dout[:, c0:c1], cache[:, c0:c1], out=dx[:, c0:c1])
-
-    split_work(gate, dout.shape[1], dout.nbytes, xp)
-    return dx
+    return dout * cache
 
 
 def relu_naive(x):

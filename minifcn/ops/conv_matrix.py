@@ -10,16 +10,20 @@
    pixels, pad by ``k - 1 - padding``, and convolve with the kernel flipped in both axes and its
    two channel axes swapped (:func:`zero_insert` builds that input).
 
-Both are slow and meant for small sizes: they are the oracles that the fast op
+Both are slow and meant for small sizes: they are the oracles that the op
 (:func:`minifcn.ops.conv_transpose2d_forward`, GEMM then col2im) is tested against, and the
-pictures in ``docs/transposed-convolution.md`` are drawn from them.
+pictures in ``docs/transposed-convolution.md`` are drawn from them. To stay independent they
+share no code with the ops or the engine: sizes, pairs and the flipped kernel are worked out
+here again, on the host, in NumPy.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ._util import conv_output_size, pair, transposed_output_size
-from .conv import rotated_kernel
+
+def _pair(v):
+    """``(v, v)`` for an int, the pair itself for a pair."""
+    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
 
 
 def conv_matrix(weight, input_hw, stride=1, padding=0):
@@ -48,9 +52,9 @@ def conv_matrix(weight, input_hw, stride=1, padding=0):
     weight = np.asarray(weight)
     c_out, c_in, kh, kw = weight.shape
     h, w = input_hw
-    sh, sw = pair(stride, "stride")
-    ph, pw = pair(padding, "padding")
-    out_h, out_w = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    sh, sw = _pair(stride)
+    ph, pw = _pair(padding)
+    out_h, out_w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     C = np.zeros((c_out, out_h, out_w, c_in, h, w), dtype=weight.dtype)
     for o in range(c_out):
         for i in range(out_h):
@@ -87,11 +91,10 @@ def conv_transpose_matrix(weight, input_hw, stride=1, padding=0, output_padding=
     which is why ``C`` is built for the *output* size here.
     """
     kh, kw = np.shape(weight)[2:]
-    sh, sw = pair(stride, "stride")
-    ph, pw = pair(padding, "padding")
-    oph, opw = pair(output_padding, "output_padding")
-    out_hw = (transposed_output_size(input_hw[0], kh, sh, ph, oph),
-              transposed_output_size(input_hw[1], kw, sw, pw, opw))
+    sh, sw = _pair(stride)
+    ph, pw = _pair(padding)
+    oph, opw = _pair(output_padding)
+    out_hw = (sh * (input_hw[0] - 1) + kh - 2 * ph + oph, sw * (input_hw[1] - 1) + kw - 2 * pw + opw)
     return conv_matrix(weight, out_hw, stride, padding).T  # (C_out*H_out*W_out, C_in*H*W)
 
 
@@ -117,10 +120,10 @@ def zero_insert(x, kernel_size, stride=1, padding=0, output_padding=0):
     """
     x = np.asarray(x)
     n, c, h, w = x.shape
-    kh, kw = pair(kernel_size, "kernel_size")
-    sh, sw = pair(stride, "stride")
-    ph, pw = pair(padding, "padding")
-    oph, opw = pair(output_padding, "output_padding")
+    kh, kw = _pair(kernel_size)
+    sh, sw = _pair(stride)
+    ph, pw = _pair(padding)
+    oph, opw = _pair(output_padding)
     # pad by the full k - 1 first; padding p then crops p from each side
     full = np.zeros((n, c, sh * (h - 1) + 1 + 2 * (kh - 1) + oph,
                      sw * (w - 1) + 1 + 2 * (kw - 1) + opw), dtype=x.dtype)
@@ -152,7 +155,7 @@ def conv_transpose2d_zero_insertion(x, weight, stride=1, padding=0, output_paddi
     kh, kw = weight.shape[2:]
     z = zero_insert(x, (kh, kw), stride, padding, output_padding)  # (N, C_in, H_z, W_z)
     # the flipped kernel with its channel axes swapped: a (C_out, C_in, kh, kw) conv weight
-    flipped = rotated_kernel(weight)  # (C_out, C_in, kh, kw)
+    flipped = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C_out, C_in, kh, kw)
     out_h, out_w = z.shape[2] - kh + 1, z.shape[3] - kw + 1
     out = np.zeros((z.shape[0], flipped.shape[0], out_h, out_w), dtype=z.dtype)
     for a in range(kh):

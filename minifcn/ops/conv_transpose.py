@@ -7,8 +7,9 @@ respect to ``x`` is ``C^T dy``, the transposed convolution's forward pass *is* t
 convolution's input-gradient pass, and its backward pass *is* the convolution's forward::
 
     forward:   cols = weight2d.T @ x ;  out = col2im(cols)        (conv's backward-data)
-    backward:  dx = weight2d @ im2col(dout)                        (conv's forward)
-               dweight = conv_weight_grad(x, im2col(dout))         (shared with conv2d)
+    backward:  dcols = im2col(dout)                                (conv's forward)
+               dx = weight2d @ dcols
+               dweight = conv_weight_grad(x, dcols)                (shared with conv2d)
 
 The weight has layout ``(C_in, C_out, kh, kw)`` (Caffe and PyTorch): read as a convolution
 weight ``(out, in, kh, kw)`` it is exactly the convolution whose transpose this is, a
@@ -16,10 +17,6 @@ convolution from ``C_out`` to ``C_in`` channels.
 
 Nothing is inverted: ``C^T`` is not ``C^{-1}``. It only restores the *shape* of the
 convolution's input (and, for a bilinear kernel, a smooth upsampling of the values).
-
-A weight that keeps channels apart and has separable kernels (FCN's fixed bilinear
-upsamplers) takes a shortcut with the same result: two small matrix products per channel
-instead of the column buffer (:mod:`minifcn.ops.separable`).
 """
 from __future__ import annotations
 
@@ -27,7 +24,6 @@ from ..backend import get_array_module
 from ._util import check_grad, check_layer_args, pair, transposed_output_size
 from .conv import conv_weight_grad
 from .im2col import col2im, im2col
-from .separable import separable_factors, separable_upsample_backward, separable_upsample_forward
 
 
 def check_conv_transpose_args(x, weight, bias, stride, padding, output_padding, name):
@@ -62,6 +58,8 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
         Extra rows/columns added at the bottom/right (``0 <= output_padding < stride``). A
         strided convolution maps several input sizes to one output size; this picks which
         of them to return.
+    name : str
+        Layer name used in error messages.
 
     Returns
     -------
@@ -77,17 +75,12 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
     n, c_in, h, w = x.shape
     c_out = weight.shape[1]
     x2d = x.reshape(n, c_in, h * w)  # (N, C_in, H*W)
-    factors = separable_factors(weight)
-    if factors is not None:  # bilinear-like: two small products, no columns (ops.separable)
-        out, matrices = separable_upsample_forward(x, factors, (out_h, out_w), (sh, sw), (ph, pw))
-    else:
-        w2d = weight.reshape(c_in, c_out * kh * kw)  # (C_in, C_out*kh*kw)
-        cols = w2d.T @ x2d  # (N, C_out*kh*kw, H*W): each input pixel's scaled kernel
-        out = col2im(cols, (n, c_out, out_h, out_w), (kh, kw), (sh, sw), (ph, pw))
-        matrices = None
+    # every input pixel's kernel, scaled by its value: (C_out*kh*kw, C_in) @ (N, C_in, H*W)
+    cols = weight.reshape(c_in, c_out * kh * kw).T @ x2d
+    out = col2im(cols, (n, c_out, out_h, out_w), (kh, kw), (sh, sw), (ph, pw))  # overlaps add
     if bias is not None:
-        out += bias[:, None, None]
-    cache = (x2d, weight, bias is not None, (sh, sw), (ph, pw), (h, w), out.shape, matrices)
+        out = out + bias[:, None, None]
+    cache = (x2d, weight, bias is not None, (sh, sw), (ph, pw), (h, w), out.shape)
     return out, cache
 
 
@@ -98,6 +91,7 @@ def conv_transpose2d_backward(dout, cache, input_grad=True, weight_grad=True,
     Parameters
     ----------
     dout : array, shape (N, C_out, H_out, W_out)
+    cache : tuple from :func:`conv_transpose2d_forward`
     input_grad, weight_grad : bool
         ``False`` skips that gradient (``None`` in its place); FCN's fixed bilinear
         upsamplers need no weight gradient.
@@ -110,22 +104,18 @@ def conv_transpose2d_backward(dout, cache, input_grad=True, weight_grad=True,
     dweight : array, shape (C_in, C_out, kh, kw), or None
     dbias : array, shape (C_out,), or None
     """
-    x2d, weight, has_bias, stride, padding, (h, w), out_shape, matrices = cache
+    x2d, weight, has_bias, stride, padding, (h, w), out_shape = cache
     check_grad(dout, out_shape, name)
-    xp = get_array_module(dout)
     n, c_in = x2d.shape[:2]
-    kh, kw = weight.shape[2:]
     dx = dweight = None
-    if weight_grad or (input_grad and matrices is None):
-        # im2col of the output gradient reads exactly the windows the forward scattered into
-        # (H*W of them); output_padding rows lie outside every window and drop out here.
-        dcols = im2col(dout, (kh, kw), stride, padding)  # (N, C_out*kh*kw, H*W)
-    if input_grad and matrices is not None:  # the forward's separable path, transposed
-        dx = separable_upsample_backward(dout, matrices)
-    elif input_grad:
-        dx = (weight.reshape(c_in, -1) @ dcols).reshape(n, c_in, h, w)
+    if input_grad or weight_grad:
+        # the windows the forward scattered into, one per input pixel (output_padding rows lie
+        # outside every window and drop out here)
+        dcols = im2col(dout, weight.shape[2:], stride, padding)  # (N, C_out*kh*kw, H*W)
+    if input_grad:
+        dx = (weight.reshape(c_in, -1) @ dcols).reshape(n, c_in, h, w)  # a convolution of dout
     if weight_grad:
-        dweight = xp.ascontiguousarray(conv_weight_grad(x2d, dcols)).reshape(weight.shape)
+        dweight = conv_weight_grad(x2d, dcols).reshape(weight.shape)  # (C_in, C_out, kh, kw)
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dweight, dbias
 

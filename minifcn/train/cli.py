@@ -140,7 +140,7 @@ def _load_weights(path, device):
             raise UsageError("--weights: none given, and no shipped checkpoint in minifcn/assets "
                              "to use instead")
         print(f"using the shipped synthetic-shapes checkpoint {path.name}")
-    return load_model(path, device=device)
+    return load_model(path, device=device, ops="engine")  # the command runs the engine
 
 
 def _cmd_evaluate(args):

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backend import cpu_threads
 from ..cliargs import positive
 from ..data.synthetic import SyntheticShapes
+from ..engine.memory import cpu_threads
 from ..metrics import format_scores
 from .config import check_value, preset
 from .evaluate import evaluate, segment_batch
@@ -36,7 +36,7 @@ def load_shipped(device="cpu"):
     from ..models.io import load_model
 
     path = shipped_checkpoint()
-    return load_model(path, device=device) if path else None
+    return load_model(path, device=device, ops="engine") if path else None
 
 
 def run_demo(minutes=4.0, out_dir="minifcn-output", device="cpu", quick=False, test_images=100):

@@ -43,7 +43,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 def build_model(config, num_classes, device="cpu"):
     """The network of ``config``, initialised from scratch or from ``config.init``."""
     model = MODELS[config.variant](num_classes, config.width, pad=config.pad, dropout=config.dropout,
-                                   learn_upsampling=config.learn_upsampling, seed=config.seed)
+                                   learn_upsampling=config.learn_upsampling, seed=config.seed,
+                                   ops="engine")  # training runs the engine
     model.preprocessing = scratch_preprocessing()
     if config.score_init_std:
         rng = np.random.default_rng([config.seed, 1])

@@ -1,0 +1,152 @@
+"""Bands of output rows, and the products made on them: the engine's convolution in parts.
+
+The book's convolution (:func:`minifcn.ops.conv.conv2d_forward`) unfolds the whole image
+into one column buffer and keeps it for the backward: 1.1 GB for FCN's ``conv1_2`` at
+500x500, 3.2 GB over the network. The engine walks the output in bands of rows instead
+(:func:`column_bands`): each band's columns are unfolded, used and dropped, and the backward
+unfolds them again from the cached input. The arithmetic is the book's, split into row
+blocks. Small bands (a few MB) are also faster than one big buffer: the GEMM reads the
+columns from the cache that im2col just wrote them to. Peak memory of a full-width training
+pass at 500x500: 6.1-6.2 GB to 2.3-2.4 GB (``docs/performance.md``, items 1, 9, 13).
+
+Layouts: ``x`` (N, C_in, H, W), ``weight`` (C_out, C_in, kh, kw).
+"""
+from __future__ import annotations
+
+from ..backend import get_array_module
+from ..ops._util import conv_output_size, pair
+from .im2col import im2col
+from .memory import scratch
+
+CHUNK_BYTES = 4 * 2**20  # a band's columns, still in cache when the GEMM reads them
+MIN_BAND_ROWS = 5  # fewer rows per band cost more in per-band overheads than the cache saves
+
+
+def is_pointwise(weight, stride, padding):
+    """True for a 1x1 kernel with stride 1 and no padding: a per-pixel fully connected layer,
+    whose columns are the pixels themselves (no unfolding at all)."""
+    return weight.shape[2:] == (1, 1) and pair(stride) == (1, 1) and pair(padding) == (0, 0)
+
+
+def band_rows(n, k, out_h, out_w, weight_bytes, itemsize):
+    """Output rows per band, so that a band's columns ``(N, K, rows*W_out)`` take at most
+    ``max(CHUNK_BYTES, 4 * weight_bytes)`` bytes, but at least ``MIN_BAND_ROWS`` rows while
+    those stay under ``8 * CHUNK_BYTES`` (and always at least one row).
+
+    The weight bound keeps bands of wide, short layers (fc6: 25088 x 256 columns, a 411 MB
+    weight) whole: each band adds its weight gradient into ``dweight``, and that must stay
+    cheap next to the band's GEMMs. The row floor matters for full-size 3x3 layers, whose
+    output rows take 1.6 MB of columns each: bands of two rows spend more on padding, BLAS
+    calls and thread hand-offs than they gain from the cache (docs/performance.md, item 9).
+    """
+    row_bytes = max(1, n * k * out_w * itemsize)  # an empty batch (N = 0): one band
+    rows = max(CHUNK_BYTES, 4 * weight_bytes) // row_bytes
+    if rows < MIN_BAND_ROWS:
+        rows = min(MIN_BAND_ROWS, 8 * CHUNK_BYTES // row_bytes)
+    return max(1, min(out_h, rows))
+
+
+def image_rows(h, kh, sh, ph, out_h):
+    """The output rows ``[first, last)`` whose windows read at least one row of the image.
+
+    The others lie wholly in the zero padding: their outputs are the bias alone, and they
+    add nothing to either gradient. FCN's ``conv1_1`` pads by 100, so at 500x500 196 of its
+    698 output rows are such rows (134 of 232 in the demo's narrow net, padded by 69).
+    """
+    first = max(0, (ph - kh) // sh + 1)  # window oh reads padded rows [oh*sh, oh*sh + kh)
+    last = min(out_h, (ph + h - 1) // sh + 1)  # and the image is padded rows [ph, ph + h)
+    return first, max(first, last)
+
+
+def column_bands(x, weight, stride, padding, unfold=True, reuse=False):
+    """im2col of ``x``, one band of output rows at a time.
+
+    Yields ``(out_rows, in_rows, cols)``: a slice of the output rows, the slice of the
+    *padded* input rows they read (``out_rows.start*sh`` up to ``(out_rows.stop-1)*sh + kh``;
+    consecutive bands overlap by ``kh - sh`` rows), and their columns, shape
+    ``(N, C_in*kh*kw, band_rows*W_out)``: exactly those columns of ``im2col(x)``
+    (``None`` with ``unfold=False``, for a caller that needs only the geometry).
+
+    Only the band's rows are ever padded and unfolded, and only the rows of
+    :func:`image_rows` are visited. A 1x1 kernel with stride 1 and no padding yields one band
+    whose columns are ``x`` itself. With ``reuse=True`` every band is unfolded into the same
+    buffer (:func:`minifcn.engine.memory.scratch`), valid only until the next band is asked
+    for; keeping the bands (``list(column_bands(...))``) needs the default ``reuse=False``.
+    """
+    xp = get_array_module(x)
+    n, c_in, h, w = x.shape
+    kh, kw = weight.shape[2:]
+    (sh, sw), (ph, pw) = stride, padding
+    out_h, out_w = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    if is_pointwise(weight, stride, padding):
+        yield slice(0, h), slice(0, h), x.reshape(n, c_in, h * w)  # the pixels are the columns
+        return
+    rows = band_rows(n, c_in * kh * kw, out_h, out_w, weight.nbytes, x.dtype.itemsize)
+    first, last = image_rows(h, kh, sh, ph, out_h)
+    canvas = None  # one zero canvas per call, for every band
+    for r0 in range(first, last, rows):
+        r1 = min(r0 + rows, last)
+        top, bottom = r0 * sh, (r1 - 1) * sh + kh  # padded rows [top, bottom) are read
+        if not unfold:
+            yield slice(r0, r1), slice(top, bottom), None
+            continue
+        lo, hi = max(top, ph), min(bottom, ph + h)  # the image's own rows among them, [lo, hi)
+        band = x[:, :, lo - ph:hi - ph]
+        pad_top, pad_bottom = lo - top, bottom - hi
+        if pad_top or pad_bottom or pw:  # the band on zeros (as xp.pad, without its overhead)
+            if canvas is None:  # one zero canvas for every band: its side columns stay zero
+                canvas = xp.zeros((n, c_in, (rows - 1) * sh + kh, w + 2 * pw), dtype=x.dtype)
+            padded = canvas[:, :, :bottom - top]
+            padded[:, :, :pad_top] = 0  # rows that an earlier band may have filled
+            padded[:, :, pad_top + hi - lo:] = 0
+            padded[:, :, pad_top:pad_top + hi - lo, pw:pw + w] = band
+            band = padded
+        cols = None
+        if reuse:
+            cols = scratch("columns", (n, c_in * kh * kw, (r1 - r0) * out_w), x.dtype, xp)
+        yield slice(r0, r1), slice(top, bottom), im2col(band, (kh, kw), stride, 0, out=cols)
+
+
+def multiply_into(out, out_rows, w2d, cols):
+    """``out[:, :, out_rows] = w2d @ cols``: (C_out, K) @ (N, K, band_rows*W_out)."""
+    n, c_out, _, out_w = out.shape
+    if n == 1:  # the product lands in the output's rows directly, no copy
+        get_array_module(out).matmul(w2d, cols[0], out=out[0, :, out_rows].reshape(c_out, -1))
+    else:  # one batched product (N small GEMMs in one call), then a copy
+        rows = out_rows.stop - out_rows.start  # not -1: N may be 0
+        out[:, :, out_rows] = (w2d @ cols).reshape(n, c_out, rows, out_w)
+
+
+def conv_weight_grad(dout, cols):
+    """Replaces :func:`minifcn.ops.conv.conv_weight_grad`: the same sums, in the orientation
+    OpenBLAS runs best.
+
+    Parameters
+    ----------
+    dout : array, shape (N, C_out, L)
+    cols : array, shape (N, K, L)
+
+    Returns
+    -------
+    dweight : array, shape (C_out, K); possibly a transposed view.
+
+    Notes
+    -----
+    ``dweight = sum_n dout[n] @ cols[n].T``. When ``C_out`` is the smallest of the three
+    sizes (most convolutions: few channels, a long band of pixels) it is computed as the
+    transpose of ``cols[n] @ dout[n].T``. Why: ``(64 x L) @ (L x 576)`` is one of OpenBLAS's
+    slow shapes. What it buys: 10-20 % on one thread; with two threads on a busy machine
+    3-20 against 60-100 GFLOP/s (``docs/performance.md``, item 2). cuBLAS does not mind.
+    """
+    c_out, k, length = dout.shape[1], cols.shape[1], dout.shape[2]
+    if dout.shape[0] == 0:  # an empty batch adds nothing up
+        return get_array_module(dout).zeros((c_out, k), dtype=dout.dtype)
+    if c_out <= min(k, length):
+        dweight_t = cols[0] @ dout[0].T  # (K, L) @ (L, C_out) -> (K, C_out)
+        for n in range(1, dout.shape[0]):
+            dweight_t += cols[n] @ dout[n].T
+        return dweight_t.T  # (C_out, K)
+    dweight = dout[0] @ cols[0].T  # (C_out, L) @ (L, K)
+    for n in range(1, dout.shape[0]):
+        dweight += dout[n] @ cols[n].T
+    return dweight

@@ -1,0 +1,144 @@
+"""The engine's convolution: the book's im2col + GEMM, in bands, on kept buffers and threads.
+
+Replaces :func:`minifcn.ops.conv.conv2d_forward` and :func:`minifcn.ops.conv.conv2d_backward`
+with the same arguments and results (tested equal in ``tests/test_engine_equivalence.py``).
+What differs, and why (figures from ``docs/performance.md``):
+
+- bands of output rows (:mod:`minifcn.engine.bands`): no column buffer of the whole image,
+  the cache keeps the input, not its columns (items 1, 9, 13, 15, 16);
+- the weight gradient in OpenBLAS's better orientation (item 2);
+- a batch-1 product written straight into the output's rows (item 6);
+- stride-1 layers that do not widen take :func:`minifcn.engine.stride1.stride1_backward`
+  (item 12); the others fold band by band into the gradient (items 16, 17, 19).
+
+Layouts: ``x`` (N, C_in, H, W), ``weight`` (C_out, C_in, kh, kw), ``bias`` (C_out,).
+"""
+from __future__ import annotations
+
+from ..backend import get_array_module
+from ..ops._util import check_grad, pair
+from ..ops.conv import check_conv_args
+from .bands import column_bands, conv_weight_grad, image_rows, multiply_into
+from .im2col import accumulate, col2im
+from .memory import scratch
+from .stride1 import stride1_backward
+from .threads import split_work
+
+__all__ = ["conv2d_forward", "conv2d_backward", "conv_weight_grad", "banded_backward",
+           "backward_route"]
+
+
+def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d"):
+    """Replaces :func:`minifcn.ops.conv.conv2d_forward`: the same output, band by band.
+
+    Parameters and returns as the book's; the cache holds ``x`` itself (no copy), not its
+    columns.
+
+    Notes
+    -----
+    Why: the book's column buffer is 1.1 GB for ``conv1_2`` at 500x500. What it buys: a
+    full-width forward at 500x500 in 0.9 GB of resident memory, within 1.1-1.4x of
+    PyTorch's time (``docs/performance.md``, Results). Rows whose windows see only padding
+    are not computed: their output is the bias (item 13).
+    """
+    kh, kw, sh, sw, ph, pw, out_h, out_w = check_conv_args(x, weight, bias, stride, padding, name)
+    xp = get_array_module(x)
+    n, c_out = x.shape[0], weight.shape[0]
+    w2d = weight.reshape(c_out, -1)  # (C_out, C_in*kh*kw)
+    out = xp.empty((n, c_out, out_h, out_w), dtype=x.dtype)
+    first, last = image_rows(x.shape[2], kh, sh, ph, out_h)
+    out[:, :, :first] = 0  # rows that read only padding: the bands skip them
+    out[:, :, last:] = 0
+    for out_rows, _, cols in column_bands(x, weight, (sh, sw), (ph, pw), reuse=True):
+        multiply_into(out, out_rows, w2d, cols)
+    if bias is not None:
+        def add_bias(c0, c1):  # channels c0:c1 (split among CPU threads)
+            out[:, c0:c1] += bias[c0:c1, None, None]
+
+        split_work(add_bias, c_out, out.nbytes, xp)
+    cache = (x, weight, bias is not None, (sh, sw), (ph, pw), out.shape)
+    return out, cache
+
+
+def backward_route(weight, stride, padding, input_grad=True):
+    """The function :func:`conv2d_backward` hands its gradients to.
+
+    :func:`~minifcn.engine.stride1.stride1_backward` for a stride-1 layer that does not widen
+    (``C_out <= C_in``), pads less than its kernel and is not 1x1 (whose rotation would only
+    copy the weight twice: item 18), when the input gradient is wanted; else
+    :func:`banded_backward`, the book's ``col2im`` route in bands.
+    """
+    c_out, c_in, kh, kw = weight.shape
+    ph, pw = pair(padding)
+    if (input_grad and pair(stride) == (1, 1) and c_out <= c_in and (kh, kw) != (1, 1)
+            and ph < kh and pw < kw):
+        return stride1_backward
+    return banded_backward
+
+
+def conv2d_backward(dout, cache, input_grad=True, weight_grad=True, name="conv2d"):
+    """Replaces :func:`minifcn.ops.conv.conv2d_backward`: the same gradients, by the route of
+    :func:`backward_route`.
+
+    Parameters and returns as the book's (``input_grad`` / ``weight_grad`` False: that
+    gradient is skipped and ``None`` returned in its place).
+
+    Notes
+    -----
+    Why: the book's backward reads the forward's whole column buffer and folds a second one
+    of the same size. What it buys (``docs/performance.md``): no column buffer kept between
+    the passes (500x500 training peak 6.1 to 2.4 GB, item 1); the stride-1 route's whole
+    backward of ``conv1_2`` at 500x500 595 to 467 ms (item 12); folding straight into the
+    gradient's rows, 64 -> 128 channels at 349x349 257-269 to 244-250 ms (item 17).
+    """
+    x, weight, has_bias, stride, padding, out_shape = cache
+    check_grad(dout, out_shape, name)
+    dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
+    if backward_route(weight, stride, padding, input_grad) is stride1_backward:
+        dx, dweight = stride1_backward(dout, x, weight, padding, weight_grad)
+    else:
+        dx, dweight = banded_backward(dout, x, weight, stride, padding, input_grad, weight_grad)
+    return dx, dweight, dbias
+
+
+conv2d_backward.route = backward_route  # read by ``minifcn describe --routes``
+
+
+def banded_backward(dout, x, weight, stride, padding, input_grad=True, weight_grad=True):
+    """The book's backward (``dW = dout @ cols.T``, ``dx = col2im(W.T @ dout)``), band by band.
+
+    Returns ``(dx, dweight)``, either None when not asked for.
+
+    Notes
+    -----
+    The band's columns are unfolded again from the cached ``x`` (recomputing them costs far
+    less than the GEMMs that use them), its share of the weight gradient is added up, and its
+    input gradient is folded by ``col2im`` straight onto the padded rows that the band read.
+    Bands overlap by ``kh - sh`` rows, so the folds add.
+    """
+    xp = get_array_module(dout)
+    n, c_out = dout.shape[:2]
+    _, c_in, h, w = x.shape
+    (ph, pw), kernel = padding, weight.shape[2:]
+    w2d = weight.reshape(c_out, -1)  # (C_out, C_in*kh*kw)
+    dweight = dx_pad = None
+    if input_grad:
+        dx_pad = xp.zeros((n, c_in, h + 2 * ph, w + 2 * pw), dtype=dout.dtype)
+    bands = column_bands(x, weight, stride, padding, unfold=weight_grad, reuse=True)
+    for out_rows, in_rows, cols in bands:
+        length = (out_rows.stop - out_rows.start) * dout.shape[3]  # not -1: N may be 0
+        d = dout[:, :, out_rows].reshape(n, c_out, length)  # (N, C_out, band_rows*W_out)
+        if weight_grad:
+            # (C_out, C_in*kh*kw), kept in the first band's memory order: no transposing copy
+            dweight = accumulate(dweight, conv_weight_grad(d, cols))
+        if input_grad:
+            dcols = scratch("dcols", (n, w2d.shape[1], d.shape[2]), d.dtype, xp)
+            xp.matmul(w2d.T, d, out=dcols)  # (N, C_in*kh*kw, band_rows*W_out)
+            band_shape = (n, c_in, in_rows.stop - in_rows.start, w + 2 * pw)
+            col2im(dcols, band_shape, kernel, stride, 0, out=dx_pad[:, :, in_rows])
+    if weight_grad and dweight is None:  # no output row saw the image
+        dweight = xp.zeros_like(weight)
+    elif weight_grad:
+        dweight = xp.ascontiguousarray(dweight).reshape(weight.shape)  # (C_out, C_in, kh, kw)
+    dx = dx_pad[:, :, ph:ph + h, pw:pw + w] if input_grad else None
+    return dx, dweight

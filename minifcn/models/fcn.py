@@ -23,6 +23,7 @@ from ..errors import MinifcnError
 from ..init import bilinear_upsampling_weight
 from ..ops._util import check_float, check_input
 from .coords import blob_sides, crop_offsets, smallest_input
+from .segment import segment
 from .spec import REFERENCE_PAD, network_specs
 
 
@@ -188,8 +189,6 @@ class FCN:
     def predict(self, image):
         """Class of every pixel of a uint8 image (H, W, 3) (grayscale and RGBA accepted),
         after the preprocessing these weights expect. Returns an (H, W) int64 array."""
-        from ..train.evaluate import segment
-
         return segment(self, image)
 
     def train(self, mode=True):

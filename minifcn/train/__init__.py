@@ -1,6 +1,7 @@
 """Training, evaluation and prediction: presets, the SGD trainer, the demo."""
 from .config import PRESETS, TrainConfig, preset
-from .evaluate import evaluate, segment, segment_batch
+from ..models.segment import segment, segment_batch
+from .evaluate import evaluate
 from .optim import SGD, learning_rate
 from .trainer import Trainer, TrainingDiverged, build_model
 

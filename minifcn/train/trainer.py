@@ -29,9 +29,9 @@ from ..errors import FileFormatError, UsageError
 from ..models import MODELS
 from ..npzio import atomic_write, load_npz, save_npz
 from ..ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
-from ..preprocess import Preprocessing, preprocess
+from ..preprocess import Preprocessing, preprocess, scratch_preprocessing
 from . import runfolder
-from .config import TrainConfig, scratch_preprocessing
+from .config import TrainConfig
 from .evaluate import evaluate
 from .guard import DivergenceGuard, TrainingDiverged
 from .optim import SGD, cooldown_factor, learning_rate

@@ -1724,7 +1724,7 @@ from minifcn.preprocess import preprocess
 from minifcn.train import SGD, Trainer, TrainingDiverged, evaluate, learning_rate, preset
 from minifcn.train import experiment
 from minifcn.train.demo import TEST_SEED
-from minifcn.train.trainer import build_model
+from minifcn.train.trainer import model_for_config
 
 np.set_printoptions(precision=4, suppress=True, linewidth=110)
 figures = Path(tempfile.mkdtemp())  # pictures and training runs go here, never into the repo
@@ -1767,11 +1767,11 @@ Five steps, each a call you have met:
 4. backward: `model.backward(dscores)` fills every `p.grad`;
 5. update: SGD with momentum and weight decay.
 
-The network is the one the trainer builds for this preset (`build_model`: He-normal trunk,
+The network is the one the trainer builds for this preset (`model_for_config`: He-normal trunk,
 bilinear upsampling, scorers at zero), from the same seed.
 
 # %%
-model = build_model(config, num_classes=len(SYNTHETIC_CLASSES))
+model = model_for_config(config, num_classes=len(SYNTHETIC_CLASSES))
 x = preprocess(images, model.preprocessing)            # (2, 3, 64, 64) float32
 y = labels.astype(np.int64)                            # (2, 64, 64)
 scores = model(x)                                      # (2, 5, 64, 64)

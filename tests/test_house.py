@@ -37,3 +37,32 @@ def test_the_weight_contract_follows_the_layer_table(monkeypatch):
     state = FCN8s(num_classes=5).state_dict()
     assert {k: tuple(np.shape(v)) for k, v in state.items()} == fcn8
     assert validate(state, "fcn8s", "made-up.npz") == {"width": 1.0, "num_classes": 5}
+
+
+def test_dropout_reseed_restarts_the_masks_from_the_seed():
+    from minifcn.layers import Dropout
+
+    x = np.ones((1, 4, 8, 8))
+    layer = Dropout("drop6", p=0.5, seed=3)
+    first, second = layer(x), layer(x)
+    assert not np.array_equal(first, second)  # the stream moves on between forwards
+    layer.reseed()
+    assert np.array_equal(layer(x), first)  # back to the start of its own seed
+    layer.reseed(11)
+    assert np.array_equal(layer(x), Dropout("other", p=0.5, seed=11)(x))
+
+
+def test_the_trainer_reseeds_dropout_through_the_model_not_its_attributes():
+    # the masks of an iteration depend on (run seed, iteration) alone
+    model = FCN8s(num_classes=3, width=1 / 32)
+    rng = np.random.default_rng(0)
+    model.load_state_dict({"score_fr.weight": rng.standard_normal((3, 128, 1, 1)).astype(np.float32)},
+                          strict=False)  # zero scorers would hide every mask
+    x = rng.standard_normal((1, 3, 16, 16)).astype(np.float32)
+    model.reseed_dropout(7, 2)
+    out = model(x)
+    model(x)
+    model.reseed_dropout(7, 2)
+    assert np.array_equal(model(x), out)
+    model.reseed_dropout(7, 3)
+    assert not np.array_equal(model(x), out)

@@ -200,6 +200,17 @@ class FCN:
     def eval(self):
         return self.train(False)
 
+    def reseed_dropout(self, *key):
+        """Restart every dropout layer's masks from a seed made of ``key`` and its place.
+
+        With no ``key`` each layer restarts from its own seed. The trainer passes (run seed,
+        iteration), so the masks of an iteration are the same however the run got there.
+        """
+        dropouts = [layer for layer in self.layers.values() if isinstance(layer, L.Dropout)]
+        for k, layer in enumerate(dropouts):
+            seed = np.random.SeedSequence([*key, k]).generate_state(1)[0] if key else None
+            layer.reseed(seed)
+
     @contextlib.contextmanager
     def inference(self):
         """A block whose forward passes keep no caches, for prediction (no backward follows).

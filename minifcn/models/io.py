@@ -108,7 +108,7 @@ def model_config(meta, src="metadata", **overrides):
     return kind, config
 
 
-def build_model(meta, **overrides):
+def model_from_meta(meta, **overrides):
     """Construct the (untrained) model a metadata record describes, after checking it
     (:func:`model_config`). ``overrides`` replace its fields or pass ``dtype``, ``seed`` and
     ``ops`` (the op set, "book" or "engine")."""

@@ -13,13 +13,11 @@ import numpy as np
 
 from ..errors import WeightFileError
 from ..models.spec import AT_ONCE_SCALES, FC_CHANNELS, network_specs, scaled, trunk_specs
-from ..models.state_dict import (FCN_KINDS, IMAGENET_CLASSES, KINDS, checked_values,
-                                 expected_shapes, infer_num_classes, infer_width, validate)
+from ..models.state_dict import FCN_KINDS, KINDS, checked_values, expected_shapes, validate
 
-__all__ = ["KINDS", "FCN_KINDS", "IMAGENET_CLASSES", "CONV_NAMES", "FC_WIDTH", "FC6_KERNEL",
-           "UPSCORE_LAYERS", "SKIP_SCORERS", "LAYER_NAMES", "ATONCE_SCALES", "WeightFileError",
-           "scaled", "expected_shapes", "infer_width", "infer_num_classes", "validate",
-           "checked_values", "kind_from_keys", "fc_to_conv"]
+__all__ = ["KINDS", "FCN_KINDS", "CONV_NAMES", "FC_WIDTH", "FC6_KERNEL", "UPSCORE_LAYERS",
+           "SKIP_SCORERS", "LAYER_NAMES", "ATONCE_SCALES", "WeightFileError", "scaled",
+           "expected_shapes", "validate", "checked_values", "kind_from_keys", "fc_to_conv"]
 
 _TRUNK = trunk_specs()  # full size
 _HEADS = {kind: network_specs(kind)[len(_TRUNK):] for kind in FCN_KINDS}

@@ -105,11 +105,6 @@ def resolve_device(device: str | None = None) -> str:
     return name
 
 
-def xp_for(device: str | None = None):
-    """The array module (``numpy`` or ``cupy``) for a device name."""
-    return _import_cupy() if resolve_device(device) == "gpu" else np
-
-
 def to_device(x, device: str | None = None):
     """Move an array to ``device`` (``"cpu"`` or ``"gpu"``); a no-op when it is already there."""
     if resolve_device(device) == "gpu":
@@ -122,8 +117,3 @@ def to_host(x):
     if get_array_module(x) is not np:
         return x.get()
     return np.asarray(x)
-
-
-def device_of(x) -> str:
-    """``"gpu"`` for a CuPy array, ``"cpu"`` otherwise."""
-    return "cpu" if get_array_module(x) is np else "gpu"

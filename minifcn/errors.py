@@ -22,5 +22,13 @@ class FileFormatError(MinifcnError, ValueError):
     """
 
 
+class WeightFileError(FileFormatError):
+    """A weight file could not be read or does not hold what it should.
+
+    The message always names the file, and where it applies the key and the expected and
+    found shapes, so it can be shown to the user as it is (no traceback needed).
+    """
+
+
 class UsageError(MinifcnError, ValueError):
     """An option or argument out of its range; the message names the option."""

@@ -268,6 +268,17 @@ class Dropout(Layer):
         self.cache = ("mask", self.cache)  # wrapped so that "no mask" is not "no forward"
         return out
 
+    def reseed(self, seed=None):
+        """Draw the next masks afresh from ``seed`` (None: the layer's own seed).
+
+        The masks of the following forwards then depend on the seed alone, not on how many
+        forwards came before: a resumed run, or a repeated forward in a gradient check,
+        draws the same masks again.
+        """
+        if seed is not None:
+            self.seed = int(seed)
+        self.rng = None  # made from self.seed by the next forward, on the input's device
+
     def backward(self, dout):
         return self.ops.dropout_backward(dout, self.backward_check()[1], self.name)
 

@@ -94,6 +94,14 @@ PRESETS = {"caffe-fcn": CAFFE_FCN, "caffe-vgg": CAFFE_VGG, "keras": KERAS,
            "torchvision": TORCHVISION}
 
 
+def scratch_preprocessing() -> Preprocessing:
+    """The convention of a network trained from scratch: RGB scaled to about [-2, 2].
+
+    Weights converted from VGG16 bring their own convention (:data:`PRESETS`) and replace it.
+    """
+    return Preprocessing("RGB", 1.0, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+
+
 def get_preset(name_or_spec) -> Preprocessing:
     """A :class:`Preprocessing` from a preset name (``'caffe-fcn'`` ...), a dict, or itself."""
     if isinstance(name_or_spec, Preprocessing):

@@ -48,7 +48,7 @@ def test_the_demo_pad_69_needs_57_pixels_a_side():
 
 
 def test_segment_says_the_image_is_too_small():
-    from minifcn.train.evaluate import segment
+    from minifcn.models.segment import segment
 
     with pytest.raises(ImageTooSmallError, match=r"input 20x30 .* at least 57x57"):
         segment(FCN8s(pad=69, **NARROW), np.zeros((20, 30, 3), np.uint8))

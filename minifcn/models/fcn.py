@@ -23,6 +23,7 @@ from ..errors import MinifcnError
 from ..init import bilinear_upsampling_weight
 from ..ops._util import check_float, check_input
 from .coords import blob_sides, crop_offsets, smallest_input
+from .segment import segment
 from .spec import REFERENCE_PAD, network_specs
 
 
@@ -188,8 +189,6 @@ class FCN:
     def predict(self, image):
         """Class of every pixel of a uint8 image (H, W, 3) (grayscale and RGBA accepted),
         after the preprocessing these weights expect. Returns an (H, W) int64 array."""
-        from ..train.evaluate import segment
-
         return segment(self, image)
 
     def train(self, mode=True):
@@ -200,6 +199,17 @@ class FCN:
 
     def eval(self):
         return self.train(False)
+
+    def reseed_dropout(self, *key):
+        """Restart every dropout layer's masks from a seed made of ``key`` and its place.
+
+        With no ``key`` each layer restarts from its own seed. The trainer passes (run seed,
+        iteration), so the masks of an iteration are the same however the run got there.
+        """
+        dropouts = [layer for layer in self.layers.values() if isinstance(layer, L.Dropout)]
+        for k, layer in enumerate(dropouts):
+            seed = np.random.SeedSequence([*key, k]).generate_state(1)[0] if key else None
+            layer.reseed(seed)
 
     @contextlib.contextmanager
     def inference(self):

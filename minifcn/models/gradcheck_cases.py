@@ -45,15 +45,12 @@ def check_model_gradients(model, x, labels, num_samples=2, seed=0, h=1e-2):
     large step measures its slope to about 1e-10. Either op set: the model runs its own.
     """
     rng = np.random.default_rng(seed)
-    dropouts = [layer for layer in model.layers.values() if hasattr(layer, "p")]
 
     def loss():
-        for layer in dropouts:  # the same masks in every forward pass
-            layer.rng = None
+        model.reseed_dropout()  # the same masks in every forward pass
         return softmax_cross_entropy_forward(model.forward(x), labels)[0]
 
-    for layer in dropouts:
-        layer.rng = None
+    model.reseed_dropout()
     _, cache = softmax_cross_entropy_forward(model.forward(x), labels)
     dx = model.backward(softmax_cross_entropy_backward(1.0, cache))
     targets = [("dx", x, dx)] + [(f"d{name}", p.data, p.grad) for name, p in model.named_parameters()

@@ -24,6 +24,7 @@ from ..preprocess import Preprocessing
 from .coords import crop_offsets
 from .fcn import FCN, MODELS
 from .spec import MAX_CLASSES, MAX_PAD, MAX_WIDTH, network_specs
+from .state_dict import checked_values, validate
 
 FORMAT_VERSION = 1
 
@@ -107,7 +108,7 @@ def model_config(meta, src="metadata", **overrides):
     return kind, config
 
 
-def build_model(meta, **overrides):
+def model_from_meta(meta, **overrides):
     """Construct the (untrained) model a metadata record describes, after checking it
     (:func:`model_config`). ``overrides`` replace its fields or pass ``dtype``, ``seed`` and
     ``ops`` (the op set, "book" or "engine")."""
@@ -141,10 +142,6 @@ def load_model(path, device=None, dtype=np.float32, allow_nonfinite=False, ops="
         range, its arrays do not fit the model it describes (every bad key listed), or a
         weight is not a finite real number; nothing is built or half-loaded.
     """
-    # imported here: the weights package brings the download machinery, which `import
-    # minifcn` does not need
-    from ..weights.layout import checked_values, validate  # noqa: PLC0415
-
     path = Path(path)
     arrays, meta = load_npz(path)
     kind, config = model_config(meta, path, **overrides)

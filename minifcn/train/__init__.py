@@ -1,8 +1,9 @@
 """Training, evaluation and prediction: presets, the SGD trainer, the demo."""
 from .config import PRESETS, TrainConfig, preset
-from .evaluate import evaluate, segment, segment_batch
+from ..models.segment import segment, segment_batch
+from .evaluate import evaluate
 from .optim import SGD, learning_rate
-from .trainer import Trainer, TrainingDiverged, build_model
+from .trainer import Trainer, TrainingDiverged, model_for_config
 
 __all__ = ["PRESETS", "TrainConfig", "preset", "evaluate", "segment", "segment_batch", "SGD",
-           "learning_rate", "Trainer", "TrainingDiverged", "build_model"]
+           "learning_rate", "Trainer", "TrainingDiverged", "model_for_config"]

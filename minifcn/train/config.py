@@ -211,10 +211,3 @@ def preset(name):
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}: expected one of {sorted(PRESETS)}")
     return PRESETS[name].replace()
-
-# Networks trained from scratch see images scaled to about [-2, 2]; weights converted from
-# VGG16 bring their own convention (minifcn.preprocess) and replace this.
-def scratch_preprocessing():
-    from ..preprocess import Preprocessing
-
-    return Preprocessing("RGB", 1.0, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))

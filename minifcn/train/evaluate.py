@@ -1,45 +1,10 @@
-"""Segment images with a model and score it with the paper's metrics."""
+"""Score a model with the paper's metrics over a dataset."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..backend import to_host
 from ..metrics import ConfusionMatrix
-from ..preprocess import preprocess
-from .config import scratch_preprocessing
-
-
-def segment_batch(model, images):
-    """Per-pixel class predictions for a batch of RGB images.
-
-    Parameters
-    ----------
-    model : FCN
-        Its ``preprocessing`` (from the weight file) decides how pixels become input.
-    images : uint8 array, shape (N, H, W, 3)
-
-    Returns
-    -------
-    labels : int64 array, shape (N, H, W), on the host
-    """
-    spec = model.preprocessing or scratch_preprocessing()
-    x = preprocess(images, spec, xp=model.xp).astype(model.dtype, copy=False)
-    was_training = model.training
-    try:
-        with model.eval().inference():  # no backward follows: keep no caches
-            scores = model(x)
-    finally:
-        model.train(was_training)
-    return to_host(scores.argmax(axis=1)).astype(np.int64)
-
-
-def segment(model, image):
-    """Predictions for one image: uint8 (H, W, 3), or grayscale (H, W), or RGBA (H, W, 4)."""
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] not in (3, 4):
-        raise ValueError(f"segment: expected an (H, W), (H, W, 3) or (H, W, 4) image, got {image.shape}")
-    return segment_batch(model, image[None, :, :, :3])[0]
+from ..models.segment import segment_batch
 
 
 def evaluate(model, dataset, batch_size=8, progress=None):

@@ -10,8 +10,8 @@ from ..data.imagefile import read_image
 from ..data.palette import overlay, save_palette_png
 from ..errors import UsageError
 from ..models.fcn import ImageTooSmallError
+from ..models.segment import segment
 from ..npzio import atomic_write
-from .evaluate import segment
 
 
 def output_names(paths):

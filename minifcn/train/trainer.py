@@ -29,9 +29,9 @@ from ..errors import FileFormatError, UsageError
 from ..models import MODELS
 from ..npzio import atomic_write, load_npz, save_npz
 from ..ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
-from ..preprocess import Preprocessing, preprocess
+from ..preprocess import Preprocessing, preprocess, scratch_preprocessing
 from . import runfolder
-from .config import TrainConfig, scratch_preprocessing
+from .config import TrainConfig
 from .evaluate import evaluate
 from .guard import DivergenceGuard, TrainingDiverged
 from .optim import SGD, cooldown_factor, learning_rate
@@ -40,7 +40,7 @@ from .sources import make_source
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def build_model(config, num_classes, device="cpu"):
+def model_for_config(config, num_classes, device="cpu"):
     """The network of ``config``, initialised from scratch or from ``config.init``."""
     model = MODELS[config.variant](num_classes, config.width, pad=config.pad, dropout=config.dropout,
                                    learn_upsampling=config.learn_upsampling, seed=config.seed,
@@ -48,9 +48,10 @@ def build_model(config, num_classes, device="cpu"):
     model.preprocessing = scratch_preprocessing()
     if config.score_init_std:
         rng = np.random.default_rng([config.seed, 1])
-        for name, layer in model.layers.items():
-            if name.startswith("score_") and hasattr(layer, "weight"):
-                layer.weight.data = (rng.standard_normal(layer.weight.shape) * config.score_init_std).astype(model.dtype)
+        scorers = {k: p.shape for k, p in model.named_parameters()
+                   if k.startswith("score_") and k.endswith(".weight")}
+        model.load_state_dict({k: (rng.standard_normal(shape) * config.score_init_std).astype(model.dtype)
+                               for k, shape in scorers.items()}, strict=False)
     if config.init != "scratch":
         arrays, meta = load_npz(config.init)
         copied = model.copy_params(arrays)
@@ -85,7 +86,7 @@ class Trainer:
         self.config, self.out_dir, self.device = config, Path(out_dir), device
         self.progress, self.overwrite = progress, overwrite
         self.source = make_source(config)
-        self.model = build_model(config, self.source.num_classes, device).train()
+        self.model = model_for_config(config, self.source.num_classes, device).train()
         self.optimizer = SGD(self.model.named_parameters(), config.lr, config.momentum,
                              config.weight_decay, config.bias_lr_x2)
         self.guard = DivergenceGuard()
@@ -169,9 +170,7 @@ class Trainer:
         images, labels = self.source.batch(self.iteration)
         x = preprocess(images, model.preprocessing, xp=xp).astype(model.dtype, copy=False)
         labels = xp.asarray(labels)
-        for k, layer in enumerate(l for l in model.layers.values() if hasattr(l, "p")):
-            layer.seed = int(np.random.SeedSequence([cfg.seed, self.iteration, k]).generate_state(1)[0])
-            layer.rng = None  # recreated from the seed: masks depend on (seed, iteration) only
+        model.reseed_dropout(cfg.seed, self.iteration)  # masks depend on (seed, iteration) only
         scores = model(x)
         loss, cache = softmax_cross_entropy_forward(scores, labels, 255, None, cfg.reduction)
         return scores, labels, loss, cache

@@ -9,7 +9,8 @@
   name, then converted.
 * :func:`load_converted` -- read a converted file back as ``(state_dict, meta)``.
 
-The state-dict contract (key names and shapes) is in :mod:`minifcn.weights.layout`.
+The state-dict contract (key names and shapes) is in :mod:`minifcn.models.state_dict`,
+beside the layer table it is read from; :mod:`minifcn.weights.layout` hands it on to the readers.
 Every file is treated as hostile until checked: sizes, strides, offsets and links it declares
 are checked against the file itself before anything is read or allocated, and anything else
 ends in a :class:`WeightFileError` naming the file. h5py (the optional ``weights`` extra) is

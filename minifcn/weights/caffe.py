@@ -26,18 +26,17 @@ from pathlib import Path
 import numpy as np
 
 from . import protobuf_wire as wire
-from .layout import CONV_NAMES, FC6_KERNEL, WeightFileError, kind_from_keys
+from .layout import (ATONCE_SCALES, CONV_NAMES, FC6_KERNEL, SKIP_SCORERS, UPSCORE_LAYERS,
+                     WeightFileError, kind_from_keys)
 
 NET_LAYERS_V1, NET_LAYER = 2, 100
 V1_TYPES = {4: "Convolution", 14: "InnerProduct", 39: "Deconvolution"}
-SCORE_LAYERS = ("score_fr", "score_pool4", "score_pool3")
-UPSCORE_LAYERS = ("upscore", "upscore2", "upscore16", "upscore_pool4", "upscore8")
+SCORE_LAYERS = frozenset({"score_fr"}.union(*SKIP_SCORERS.values()))  # 1x1 convs
+UPSCORE_NAMES = frozenset().union(*UPSCORE_LAYERS.values())  # transposed convs
 # BlobProto's value fields: number -> (packed wire type, one-value wire type, dtype).
 DATA_FIELDS = {5: (wire.LENGTH_DELIMITED, wire.FIXED32, "<f4"),
                8: (wire.LENGTH_DELIMITED, wire.FIXED64, "<f8")}
 MAX_AXES = 32  # Caffe's kMaxBlobAxes
-# FCN-8s at-once scales pool4 and pool3 by fixed constants (Scale layers with lr 0).
-ATONCE_SCALES = {"scale_pool4": 0.01, "scale_pool3": 0.0001}
 
 
 def _read_blob(buf, span, where):
@@ -224,7 +223,7 @@ def caffe_state_dict(layers, src="caffemodel"):
             _check_scale(blobs[0], name, src)
             atonce = True
             continue
-        if name in UPSCORE_LAYERS:  # transposed convs: weight (in, out, kh, kw), no bias
+        if name in UPSCORE_NAMES:  # transposed convs: weight (in, out, kh, kw), no bias
             if len(blobs) > 1 and np.any(blobs[1]):
                 raise WeightFileError(f"{src}: {name} has a non-zero bias; minifcn's "
                                       "upsampling layers have none")

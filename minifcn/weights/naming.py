@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import re
 
-from .layout import CONV_NAMES, FC6_KERNEL, UPSCORE_LAYERS, WeightFileError, fc_to_conv
+from .layout import CONV_NAMES, FC6_KERNEL, LAYER_NAMES, WeightFileError, fc_to_conv
 
 TORCHVISION_FEATURES = dict(zip((0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28), CONV_NAMES))
 TORCHVISION_CLASSIFIER = {0: "fc6", 3: "fc7", 6: "fc8"}
 TIMM_LAYERS = {"pre_logits.fc1": "fc6", "pre_logits.fc2": "fc7", "head.fc": "fc8"}
-MINIFCN_LAYERS = set(CONV_NAMES) | {"fc6", "fc7", "fc8", "score_fr", "score_pool4",
-                                    "score_pool3"} | {n for v in UPSCORE_LAYERS.values() for n in v}
+MINIFCN_LAYERS = LAYER_NAMES
 
 
 def _rename(key):

@@ -21,8 +21,21 @@ def _ratio_cell(ratio, target):
     return f"{ratio:.2f}x ({verdict}, <= {target:g}x)"
 
 
+def _book_cells(book, ours):
+    """The book's time, its ratio to the engine's, and its peak (``-`` where not measured)."""
+    if book is None:
+        return ["-", "-", "-"]
+    return [f"{book['seconds']:.2f}", f"{book['seconds'] / ours['seconds']:.1f}x",
+            f"{book['peak_rss'] / GB:.2f}"]
+
+
 def table(report):
-    """Markdown: the summary table, the narrow step, and per-layer times of the largest size."""
+    """Markdown: the summary table, the narrow step, and per-layer times of the largest size.
+
+    ``minifcn`` is the engine; the ``book`` columns are the same network on the book's ops
+    (``-`` at sizes where the run did not measure them), with the book's time as a multiple
+    of the engine's.
+    """
     gemm = report["gemm"]["numpy_gflops"]
     targets = report["targets"]
     product = "cupy.matmul" if report["device"] == "gpu" else "np.matmul"
@@ -32,17 +45,20 @@ def table(report):
              + ("; peaks are GPU memory" if report["device"] == "gpu" else "; peaks are RSS"),
              "",
              "| input | pass | GFLOP | minifcn s | PyTorch s | time ratio | minifcn peak GB "
-             "| PyTorch peak GB | memory ratio | minifcn % of GEMM | PyTorch % of GEMM |",
-             "|---|---|---:|---:|---:|---|---:|---:|---|---:|---:|"]
+             "| PyTorch peak GB | memory ratio | minifcn % of GEMM | PyTorch % of GEMM "
+             "| book s | book / minifcn | book peak GB |",
+             "|---|---|---:|---:|---:|---|---:|---:|---|---:|---:|---:|---|---:|"]
     for size, by_mode in report["fcn"].items():
         for mode in ("forward", "train"):
             if mode not in by_mode:
                 continue
             gflop = by_mode["gflop_forward"] * (3 if mode == "train" else 1)
             ours, theirs = by_mode[mode]["minifcn"], by_mode[mode].get("torch")
+            book = by_mode[mode].get("book")
             if report["device"] == "gpu":  # device memory: CuPy's pool, PyTorch's allocator
                 ours = dict(ours, peak_rss=ours.get("gpu_peak", 0))
                 theirs = theirs and dict(theirs, peak_rss=theirs.get("gpu_peak", 0))
+                book = book and dict(book, peak_rss=book.get("gpu_peak", 0))
             pass_name = "forward" if mode == "forward" else "forward+backward"
             cells = [f"{size}x{size}", pass_name, f"{gflop:.0f}", f"{ours['seconds']:.2f}"]
             if theirs is None:
@@ -56,16 +72,19 @@ def table(report):
                           _ratio_cell(mem_ratio, targets["memory"]),
                           f"{100 * gflop / ours['seconds'] / gemm:.0f}%",
                           f"{100 * gflop / theirs['seconds'] / gemm:.0f}%"]
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append("| " + " | ".join(cells + _book_cells(book, ours)) + " |")
     step = report.get("step")
     if step:
         ours, theirs = step["minifcn"]["seconds"], step.get("torch", {}).get("seconds")
+        book = step.get("book", {}).get("seconds")
         lines += ["", "Narrow training step (width 1/16, 96x96, batch 4, pad 69, dropout 0, "
                   "forward + loss + backward + momentum SGD):", "",
-                  "| minifcn ms | PyTorch ms | time ratio |", "|---:|---:|---|",
+                  "| minifcn ms | PyTorch ms | time ratio | book ms | book / minifcn |",
+                  "|---:|---:|---|---:|---|",
                   f"| {ours * 1e3:.0f} | " + (f"{theirs * 1e3:.0f} | "
                                               + _ratio_cell(ours / theirs, targets["step"])
-                                              if theirs else "- | -") + " |"]
+                                              if theirs else "- | -")
+                  + (f" | {book * 1e3:.0f} | {book / ours:.1f}x |" if book else " | - | - |")]
     largest = max(report["fcn"], key=int, default=None)
     if largest and "train" in report["fcn"][largest]:
         lines += ["", f"Per layer at {largest}x{largest}, forward+backward pass, seconds "

@@ -6,6 +6,7 @@ Run from the repository root::
     python -m benchmarks.run --quick              # 224 only, fewer passes: a smoke test
     python -m benchmarks.run --sizes 500 --repeats 5 --rounds 3 --threads 2
     python -m benchmarks.run --device gpu         # CuPy against PyTorch CUDA, when there is a GPU
+    python -m benchmarks.run --book-sizes 224,500 # the book at 500x500 too (about 6 GB to train)
 
 What it does, in this order, each measurement in a fresh process (:mod:`benchmarks.worker`)
 with the same thread count for both libraries:
@@ -17,6 +18,12 @@ with the same thread count for both libraries:
    (alternating, so that load from other work on the machine falls on both), each doing one
    warm-up and ``repeats`` timed passes; medians over all timed passes;
 4. the narrow training step (width 1/16, 96x96, batch 4, pad 69, no dropout, momentum SGD).
+
+minifcn runs its engine (:mod:`minifcn.engine`), as the ``minifcn`` command does. The same
+network on the book's ops (:mod:`minifcn.ops`) is measured in the same rounds, as a third
+process, at the sizes of ``--book-sizes`` (224 by default: the book keeps every layer's
+columns for the backward, several GB at 500x500) and in the narrow step, so that the table
+shows what the engine buys; ``--no-book`` leaves it out.
 
 It prints a Markdown table, writes ``benchmarks/results/latest.json`` and draws the
 per-layer chart ``docs/figures/performance/layers_<size>.png``. Timing assertions live here,
@@ -86,9 +93,16 @@ def median_layers(runs):
     return out
 
 
+def frameworks_for(args, size=None):
+    """The processes of one round, in order: the engine, the book (where asked for), PyTorch."""
+    book = not args.no_book and (size is None or size in args.book_sizes)
+    return (["minifcn"] + (["book"] if book else [])
+            + (["torch"] if torch_available(args.device) else []))
+
+
 def measure_fcn(size, mode, args, log):
-    """Alternate minifcn and PyTorch processes; medians of every timed pass."""
-    frameworks = ["minifcn"] + (["torch"] if torch_available(args.device) else [])
+    """Alternate minifcn, book and PyTorch processes; medians of every timed pass."""
+    frameworks = frameworks_for(args, size)
     collected = {f: {"totals": [], "layers": [], "peak_rss": [], "gpu_peak": []} for f in frameworks}
     for r in range(args.rounds):
         for framework in frameworks:
@@ -117,7 +131,7 @@ def measure_fcn(size, mode, args, log):
 
 
 def measure_step(args, log):
-    frameworks = ["minifcn"] + (["torch"] if torch_available(args.device) else [])
+    frameworks = frameworks_for(args)
     collected = {f: [] for f in frameworks}
     for r in range(args.rounds):
         for framework in frameworks:
@@ -168,6 +182,10 @@ def main(argv=None):
     parser.add_argument("--out", default=None,
                         help="JSON results file (default benchmarks/results/latest.json; "
                              "latest_gpu.json with --device gpu)")
+    parser.add_argument("--book-sizes", default="224",
+                        help="sizes at which the book's ops are measured too (default 224)")
+    parser.add_argument("--no-book", action="store_true",
+                        help="measure the engine and PyTorch only")
     parser.add_argument("--no-figure", action="store_true", help="skip the per-layer chart")
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="both libraries' processes keep freed memory (glibc mallopt, as the "
@@ -176,6 +194,7 @@ def main(argv=None):
     if args.quick:
         args.sizes, args.repeats, args.rounds, args.step_repeats = "224", 2, 1, 5
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]  # --sizes "": the step only
+    args.book_sizes = [int(s) for s in args.book_sizes.split(",") if s.strip()]
     if args.out is None:
         name = "latest_gpu.json" if args.device == "gpu" else "latest.json"
         if args.keep_freed_memory:
@@ -188,6 +207,7 @@ def main(argv=None):
     report = dict(machine=machine(), threads=args.threads, device=args.device,
                   settings=dict(repeats=args.repeats, rounds=args.rounds,
                                 step_repeats=args.step_repeats, sizes=sizes,
+                                book_sizes=[] if args.no_book else args.book_sizes,
                                 keep_freed_memory=args.keep_freed_memory),
                   targets=TARGETS, started=time.strftime("%Y-%m-%d %H:%M:%S"))
     if args.device == "gpu":

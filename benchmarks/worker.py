@@ -10,7 +10,9 @@ Tasks (``spec["task"]``):
 - ``gemm``: GFLOP/s of a 4096^3 float32 matrix product (``np.matmul``; ``torch.mm`` too
   when PyTorch is installed), the machine's ceiling for every convolution here.
 - ``fcn``: full FCN-8s, batch 1, float32, ``forward`` (eval, no gradient) or ``train``
-  (forward, loss, backward), with per-layer times.
+  (forward, loss, backward), with per-layer times. ``framework``: ``minifcn`` (the engine,
+  as the ``minifcn`` command runs), ``book`` (the same network on the book's ops,
+  :mod:`minifcn.ops`, to show what the engine buys) or ``torch``.
 - ``step``: the narrow training step (width 1/16, 96x96, batch 4, pad 69, no dropout):
   forward, loss, backward and a momentum-SGD update.
 - ``parity``: both networks on one small input, to show that they compute the same thing.
@@ -70,14 +72,15 @@ def rss_bytes():
 
 
 # ---------------------------------------------------------------------------- the shared net
-def build_fcn8s(num_classes, width, pad):
+def build_fcn8s(num_classes, width, pad, ops="engine"):
     """The benchmark's FCN-8s (minifcn), seeded: He-normal trunk, bilinear upsamplers, and
     small random scorers (the reference's zero scorers would make every skip branch
-    trivially zero). Both frameworks run on exactly these parameters."""
+    trivially zero). Every framework runs on exactly these parameters; ``ops`` picks the
+    engine or the book."""
     import minifcn
 
     model = minifcn.FCN8s(num_classes=num_classes, width=width, pad=pad, dropout=0.0, seed=0,
-                          ops="engine")
+                          ops=ops)
     rng = np.random.default_rng(1)
     for name in ("score_fr", "score_pool4", "score_pool3"):
         p = model.layers[name].weight
@@ -94,6 +97,9 @@ def make_batch(batch, size, num_classes, seed=2):
 
 
 # ---------------------------------------------------------------------------- minifcn
+OPS = {"minifcn": "engine", "book": "book"}  # the op set each minifcn framework runs
+
+
 class MinifcnTimer:
     """Times every layer's forward and backward by wrapping the layer objects' methods.
 
@@ -130,7 +136,7 @@ def minifcn_fcn(spec):
     from minifcn.ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 
     device, mode = spec["device"], spec["mode"]
-    model = build_fcn8s(**FULL).to(device)
+    model = build_fcn8s(**FULL, ops=OPS[spec["framework"]]).to(device)
     model.train(mode == "train")
     x, labels = make_batch(1, spec["size"], FULL["num_classes"])
     x, labels = to_device(x, device), to_device(labels, device)
@@ -268,10 +274,11 @@ def _gpu_peak(framework):
 # ---------------------------------------------------------------------------- narrow step
 def narrow_step(spec):
     device, framework = spec["device"], spec["framework"]
-    model = build_fcn8s(NARROW["num_classes"], NARROW["width"], NARROW["pad"])
+    model = build_fcn8s(NARROW["num_classes"], NARROW["width"], NARROW["pad"],
+                        ops=OPS.get(framework, "engine"))
     x, labels = make_batch(NARROW["batch"], NARROW["size"], NARROW["num_classes"])
     lr, momentum = 1e-3, 0.9
-    if framework == "minifcn":
+    if framework in OPS:
         from minifcn.backend import to_device
         from minifcn.ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
         from minifcn.train.optim import SGD
@@ -382,7 +389,7 @@ def blas_threads():
 
 
 TASKS = {"gemm": gemm, "parity": parity, "step": narrow_step,
-         ("fcn", "minifcn"): minifcn_fcn, ("fcn", "torch"): torch_fcn}
+         ("fcn", "minifcn"): minifcn_fcn, ("fcn", "book"): minifcn_fcn, ("fcn", "torch"): torch_fcn}
 
 
 def main(argv=None):

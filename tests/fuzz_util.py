@@ -13,6 +13,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from hypothesis import strategies as st
 
 from minifcn.errors import MinifcnError
 
@@ -74,3 +75,18 @@ def assert_finite_arrays(arrays, context=""):
         assert value.dtype.kind in "biuf", f"{context}{key}: dtype {value.dtype}"
         if value.dtype.kind == "f":
             assert np.isfinite(value).all(), f"{context}{key}: non-finite values"
+
+
+def bit_flips(max_size=4):
+    """A hypothesis strategy: 1..``max_size`` flips, each (where in 0..1, which bit 0..7)."""
+    return st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)),
+                    min_size=1, max_size=max_size)
+
+
+def flip_bits(data, flips, start=0, end=None):
+    """``data`` with each flip of :func:`bit_flips` applied, placed within ``data[start:end]``."""
+    data = bytearray(data)
+    end = len(data) if end is None else end
+    for where, bit in flips:
+        data[start + int(where * (end - start))] ^= 1 << bit
+    return bytes(data)

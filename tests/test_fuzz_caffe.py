@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 pytest.importorskip("google.protobuf")  # to write the valid files the fuzzer starts from
 
-from fuzz_util import assert_finite_arrays, read_or_refuse  # noqa: E402
+from fuzz_util import assert_finite_arrays, bit_flips, flip_bits, read_or_refuse  # noqa: E402
 from minifcn.weights.caffe import caffe_state_dict, read_caffemodel  # noqa: E402
 from test_weights_caffe import varint, write_caffemodel  # noqa: E402
 from weights_testutil import fuzz_values  # noqa: E402
@@ -66,13 +66,9 @@ def test_truncated(files, form, keep):
 
 
 @settings(max_examples=500, **FUZZ)
-@given(form=st.sampled_from(["v1", "layer"]),
-       flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)),
-                      min_size=1, max_size=4))
+@given(form=st.sampled_from(["v1", "layer"]), flips=bit_flips())
 def test_bit_flips(files, form, flips):
-    data = bytearray((files / f"{form}.caffemodel").read_bytes())
-    for where, bit in flips:
-        data[int(where * len(data))] ^= 1 << bit
+    data = flip_bits((files / f"{form}.caffemodel").read_bytes(), flips)
     fuzz_case(files, "flipped.caffemodel", data)
 
 

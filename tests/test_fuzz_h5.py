@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 h5py = pytest.importorskip("h5py")
 
-from fuzz_util import assert_finite_arrays, read_or_refuse  # noqa: E402
+from fuzz_util import assert_finite_arrays, bit_flips, flip_bits, read_or_refuse  # noqa: E402
 from minifcn.weights.keras import keras_state_dict, read_keras_h5  # noqa: E402
 from test_weights_keras import write_keras_h5  # noqa: E402
 from weights_testutil import fuzz_values  # noqa: E402
@@ -101,13 +101,9 @@ def test_truncated(files, style, keep):
 
 
 @settings(max_examples=500, **FUZZ)
-@given(style=st.sampled_from(["keras1", "keras2"]),
-       flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)),
-                      min_size=1, max_size=4))
+@given(style=st.sampled_from(["keras1", "keras2"]), flips=bit_flips())
 def test_bit_flips(files, style, flips):
-    data = bytearray((files / f"{style}.h5").read_bytes())
-    for where, bit in flips:
-        data[int(where * len(data))] ^= 1 << bit
+    data = flip_bits((files / f"{style}.h5").read_bytes(), flips)
     result = fuzz_case(files, "flipped.h5", data)
     check_loaded(result, data)
 

@@ -14,7 +14,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from fuzz_util import assert_finite_arrays, read_or_refuse
+from fuzz_util import assert_finite_arrays, bit_flips, flip_bits, read_or_refuse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -73,13 +73,9 @@ def test_truncated(files, which, cut):
 
 
 @fuzz(150)
-@given(which=base, flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True),
-                                            st.integers(0, 7)), min_size=1, max_size=8))
+@given(which=base, flips=bit_flips(max_size=8))
 def test_bit_flips_anywhere(files, which, flips):
-    data = bytearray(files[which])
-    for where, bit in flips:
-        data[int(where * len(data))] ^= 1 << bit
-    check(files, bytes(data), "bit flips anywhere")
+    check(files, flip_bits(files[which], flips), "bit flips anywhere")
 
 
 def npy_header_spans(data):
@@ -93,15 +89,11 @@ def npy_header_spans(data):
 
 
 @fuzz(100)
-@given(member=st.integers(0, 100), flips=st.lists(
-    st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)), min_size=1, max_size=4))
+@given(member=st.integers(0, 100), flips=bit_flips())
 def test_bit_flips_in_npy_headers(files, member, flips):
-    data = bytearray(files["stored"])
     spans = npy_header_spans(files["stored"])
     start, end = spans[member % len(spans)]
-    for where, bit in flips:
-        data[start + int(where * (end - start))] ^= 1 << bit
-    check(files, bytes(data), "bit flips in .npy headers")
+    check(files, flip_bits(files["stored"], flips, start, end), "bit flips in .npy headers")
 
 
 def zip_fields(data):

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")  # the reference writer
 
-from fuzz_util import assert_finite_arrays, read_or_refuse  # noqa: E402
+from fuzz_util import assert_finite_arrays, bit_flips, flip_bits, read_or_refuse  # noqa: E402
 from minifcn.weights.naming import pytorch_state_dict  # noqa: E402
 from minifcn.weights.safetensors_io import DTYPES, read_safetensors  # noqa: E402
 from weights_testutil import fuzz_values  # noqa: E402
@@ -84,16 +84,12 @@ def test_truncated(files, keep):
 
 
 @settings(max_examples=400, **FUZZ)
-@given(flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)),
-                      min_size=1, max_size=4),
-       in_header=st.booleans())
+@given(flips=bit_flips(), in_header=st.booleans())
 def test_bit_flips(files, flips, in_header):
-    data = bytearray((files / "small.safetensors").read_bytes())
+    data = (files / "small.safetensors").read_bytes()
     header_end = 8 + int.from_bytes(data[:8], "little")
-    for where, bit in flips:  # half the cases in the 8 + header bytes, where lies are made
-        span = header_end if in_header else len(data)
-        data[int(where * span)] ^= 1 << bit
-    fuzz_case(files, data)
+    # half the cases in the 8 + header bytes, where lies are made
+    fuzz_case(files, flip_bits(data, flips, end=header_end if in_header else None))
 
 
 # Crafted headers: the valid header with one entry's dtype, shape or offsets (or the whole

@@ -219,3 +219,17 @@ def test_an_absurd_learning_rate_ends_in_the_guard_line_without_numpy_warnings(t
     err = capsys.readouterr().err
     assert status == 1 and err.count("\n") == 1 and "diverged at iteration" in err
     assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
+def test_init_weights_are_checked_like_a_model_file(tmp_path, capsys):
+    from minifcn.models import FCN8s
+    from minifcn.npzio import save_npz
+
+    arrays = {k: np.array(v) for k, v in FCN8s(5, 1 / 16, pad=69).state_dict().items()}
+    arrays["conv2_1.weight"][0, 0, 1, 1] = np.nan
+    init = save_npz(tmp_path / "nan.npz", arrays, {"kind": "fcn8s"})
+    status = main(["train", "--preset", "quick", "--init", str(init), "--out", str(tmp_path / "run"),
+                   "--iterations", "2", "--val-every", "0", "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1
+    assert "nan.npz" in err and "conv2_1.weight" in err

@@ -149,7 +149,7 @@ def load_model(path, device=None, dtype=np.float32, allow_nonfinite=False, ops="
     if found != config["num_classes"]:
         raise FileFormatError(f"{path}: metadata num_classes is {config['num_classes']}, but "
                               f"score_fr.weight has {found} rows")
-    preprocessing = _preprocessing(meta.get("preprocessing"), path)
+    preprocessing = checked_preprocessing(meta.get("preprocessing"), path)
     arrays = checked_values(arrays, path, dtype, allow_nonfinite)
     model = MODELS[kind](**config, dtype=dtype, ops=ops)
     model.load_state_dict(arrays, strict=True)
@@ -159,7 +159,7 @@ def load_model(path, device=None, dtype=np.float32, allow_nonfinite=False, ops="
     return model
 
 
-def _preprocessing(record, path):
+def checked_preprocessing(record, path):
     """The input convention of a metadata record (None when absent), checked."""
     if not record:
         return None

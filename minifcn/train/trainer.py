@@ -27,6 +27,8 @@ import numpy as np
 from ..backend import to_host
 from ..errors import FileFormatError, UsageError
 from ..models import MODELS
+from ..models.io import checked_preprocessing
+from ..models.state_dict import checked_values
 from ..npzio import atomic_write, load_npz, save_npz
 from ..ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from ..preprocess import Preprocessing, preprocess, scratch_preprocessing
@@ -54,11 +56,14 @@ def model_for_config(config, num_classes, device="cpu"):
                                for k, shape in scorers.items()}, strict=False)
     if config.init != "scratch":
         arrays, meta = load_npz(config.init)
+        # the same checks as load_model: finite real weights, a sane input convention
+        arrays = checked_values(arrays, config.init, dtype=model.dtype)
+        preprocessing = checked_preprocessing(meta.get("preprocessing"), config.init)
         copied = model.copy_params(arrays)
         if not copied:
             raise ValueError(f"{config.init}: no parameter matches {model.describe_short()} by name and shape")
-        if meta.get("preprocessing"):
-            model.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
+        if preprocessing is not None:
+            model.preprocessing = preprocessing
     return model.to(device)
 
 

@@ -19,7 +19,7 @@ import traceback
 
 from .backend import resolve_device
 from .engine.memory import keep_freed_memory
-from .errors import MinifcnError
+from .errors import MinifcnError, one_line
 
 
 def _cmd_gradcheck(args):
@@ -106,7 +106,7 @@ def user_error_message(exc: BaseException) -> str:
     if isinstance(exc, OSError) and not isinstance(exc, MinifcnError) and exc.filename:
         reason = exc.strerror or type(exc).__name__
         return f"{exc.filename}: {reason}"
-    return " ".join(str(exc).split()) or type(exc).__name__
+    return one_line(exc)
 
 
 def main(argv=None):

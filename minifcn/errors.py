@@ -10,6 +10,13 @@ line shows its traceback.
 from __future__ import annotations
 
 
+def one_line(exc: BaseException, limit: int | None = None) -> str:
+    """An exception's text on one line (its type's name when it has none), cut at ``limit``
+    characters: another library's message may span lines or quote a whole corrupt header."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if limit is None or len(text) <= limit else text[:limit] + "..."
+
+
 class MinifcnError(Exception):
     """Base of every error caused by the user's input rather than by a bug in minifcn."""
 

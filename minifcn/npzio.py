@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FileFormatError
+from .errors import FileFormatError, one_line
 
 META_KEY = "__meta__"
 # The members of an archive may together declare at most this many uncompressed bytes per
@@ -146,7 +146,7 @@ def load_npz(path):
                 ValueError, NotImplementedError, RuntimeError, tokenize.TokenError) as exc:
             # zipfile and numpy's header parser raise all of these for damaged bytes (the
             # parser tokenizes a header that is not a literal: an unclosed bracket ends there)
-            raise FileFormatError(f"{path}: not a readable .npz archive ({_brief(exc)})") from None
+            raise FileFormatError(f"{path}: not a readable .npz archive ({one_line(exc, 200)})") from None
     return arrays, _meta(arrays, path)
 
 
@@ -229,14 +229,10 @@ def _meta(arrays, path):
         meta = json.loads(str(record))
     except (ValueError, RecursionError) as exc:  # RecursionError: a hostile nesting depth
         raise FileFormatError(f"{path}: metadata record is not valid JSON "
-                              f"({_brief(exc)})") from None
+                              f"({one_line(exc, 200)})") from None
     if not isinstance(meta, dict):
         raise FileFormatError(f"{path}: metadata record is a JSON {type(meta).__name__}, "
                               "not an object")
     return meta
 
 
-def _brief(exc, limit=200):
-    """An exception's text on one line, cut short: some quote a whole corrupt header."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[:limit] + "..."

@@ -40,7 +40,7 @@ import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from minifcn.data.imagechecks import jpeg_can_hold, tiles_cover
-from minifcn.errors import FileFormatError
+from minifcn.errors import FileFormatError, one_line
 
 __all__ = ["ImageFileError", "IMAGE_FORMATS", "open_decoded", "orient", "decode_image",
            "read_image"]
@@ -65,10 +65,6 @@ class ImageFileError(FileFormatError):
     """An image or label file cannot be read as one; the message names the file."""
 
 
-def _one_line(exc):
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 @contextlib.contextmanager
 def _refusing(path, what):
     """Turn Pillow's exceptions about the bytes of ``path`` into one :class:`ImageFileError`."""
@@ -83,14 +79,14 @@ def _refusing(path, what):
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageFileError(
-                f"{what} {path} is refused as a possible decompression bomb: {_one_line(exc)} "
+                f"{what} {path} is refused as a possible decompression bomb: {one_line(exc)} "
                 f"(the bound is PIL.Image.MAX_IMAGE_PIXELS)") from None
         except UnidentifiedImageError:
             raise ImageFileError(f"{what} {path} is not an image in one of the formats read "
                                  f"({', '.join(IMAGE_FORMATS)})") from None
         except _DECODE_ERRORS as exc:
             raise ImageFileError(
-                f"{what} {path} is truncated or corrupt: {_one_line(exc)}") from None
+                f"{what} {path} is truncated or corrupt: {one_line(exc)}") from None
 
 
 def _orientation(img):

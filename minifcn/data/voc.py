@@ -24,6 +24,7 @@ import numpy as np
 from minifcn.data.common import SegmentationFiles, read_split
 from minifcn.data.imagefile import ImageFileError
 from minifcn.data.palette import VOC_CLASSES, voc_colormap
+from minifcn.errors import one_line
 
 __all__ = ["VOCSegmentation", "SBDSegmentation", "find_voc_root", "VOC_LABEL_COLOURS"]
 
@@ -100,7 +101,7 @@ def load_sbd_mat(path):
             mat = loadmat(fp, squeeze_me=True, struct_as_record=False)
         except (MatReadError, ValueError, TypeError, OSError, NotImplementedError) as exc:
             raise ImageFileError(f"label {path} cannot be read as a MATLAB file: "
-                                 f"{' '.join(str(exc).split())}") from None
+                                 f"{one_line(exc)}") from None
     if "GTcls" not in mat or not hasattr(mat["GTcls"], "Segmentation"):
         raise ImageFileError(f"label {path} has no GTcls.Segmentation "
                              "(is it an SBD cls/*.mat file?)")

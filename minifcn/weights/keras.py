@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import MinifcnError
+from ..errors import MinifcnError, one_line
 from .hdf5_checks import HDF5Checks
 from .layout import FC6_KERNEL, WeightFileError
 
@@ -79,7 +79,7 @@ def read_keras_h5(path) -> dict:
         raise
     except _H5PY_ERRORS as exc:
         raise WeightFileError(f"{path.name}: not a readable Keras HDF5 weight file "
-                              f"({' '.join(str(exc).split())})") from None
+                              f"({one_line(exc)})") from None
     if not layers:
         raise WeightFileError(f"{path.name}: no layers with weights in this HDF5 file")
     return layers

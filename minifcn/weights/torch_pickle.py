@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import one_line
 from .layout import WeightFileError
 from .torch_unpickle import (RestrictedUnpickler, TensorRef, UnsafePickleError,  # noqa: F401
                              pickle_end, printable, shown, state_dict_tensors)
@@ -275,6 +276,5 @@ def load_torch_file(path) -> dict:
     except WeightFileError:
         raise
     except CORRUPT_FILE_ERRORS as exc:
-        detail = " ".join(str(exc).split())[:200]
-        raise WeightFileError(
-            f"{src}: truncated or corrupt torch file ({type(exc).__name__}: {detail})") from None
+        raise WeightFileError(f"{src}: truncated or corrupt torch file "
+                              f"({type(exc).__name__}: {one_line(exc, 200)})") from None

@@ -150,6 +150,16 @@ def load_npz(path):
     return arrays, _meta(arrays, path)
 
 
+def check_zip_member(info, where, error=FileFormatError):
+    """Refuse an encrypted member, or one compressed other than stored or deflated: zipfile
+    inflates bzip2 and lzma without a bound, and neither np.savez nor torch writes them."""
+    if info.flag_bits & 0x1:
+        raise error(f"{where} is encrypted")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise error(f"{where} uses zip compression method {info.compress_type}; expected "
+                    "stored (0) or deflated (8)")
+
+
 def _checked_members(archive, path, file_size):
     """``{array name: ZipInfo}`` once every member is one np.savez could have written."""
     members, total = {}, 0
@@ -162,11 +172,7 @@ def _checked_members(archive, path, file_size):
             raise FileFormatError(f"{path}: member {name!r} is not a .npy array")
         if name[:-4] in members:
             raise FileFormatError(f"{path}: holds two members named {name!r}")
-        if info.flag_bits & 0x1:
-            raise FileFormatError(f"{path}: member {name!r} is encrypted")
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise FileFormatError(f"{path}: member {name!r} uses zip compression method "
-                                  f"{info.compress_type}; np.savez writes only stored or deflated")
+        check_zip_member(info, f"{path}: member {name!r}")
         members[name[:-4]] = info
         total += info.file_size
     limit = INFLATION_SLACK + MAX_INFLATION * file_size

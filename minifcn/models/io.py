@@ -108,15 +108,6 @@ def model_config(meta, src="metadata", **overrides):
     return kind, config
 
 
-def model_from_meta(meta, **overrides):
-    """Construct the (untrained) model a metadata record describes, after checking it
-    (:func:`model_config`). ``overrides`` replace its fields or pass ``dtype``, ``seed`` and
-    ``ops`` (the op set, "book" or "engine")."""
-    fields = {k: v for k, v in overrides.items() if k in FIELDS}
-    kind, config = model_config(meta, "model", **fields)
-    return MODELS[kind](**config, **{k: v for k, v in overrides.items() if k not in FIELDS})
-
-
 def load_model(path, device=None, dtype=np.float32, allow_nonfinite=False, ops="book",
                **overrides):
     """Rebuild and load the model saved at ``path``.

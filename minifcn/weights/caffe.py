@@ -27,7 +27,7 @@ import numpy as np
 
 from . import protobuf_wire as wire
 from .layout import (ATONCE_SCALES, CONV_NAMES, FC6_KERNEL, SKIP_SCORERS, UPSCORE_LAYERS,
-                     WeightFileError, kind_from_keys)
+                     WeightFileError, kind_from_keys, pool5_channels)
 
 NET_LAYERS_V1, NET_LAYER = 2, 100
 V1_TYPES = {4: "Convolution", 14: "InnerProduct", 39: "Deconvolution"}
@@ -217,7 +217,7 @@ def caffe_state_dict(layers, src="caffemodel"):
     arrays, unknown, atonce = {}, [], False
     # fc6 flattens pool5, whose channel count is conv5_3's output count.
     conv5_3 = by_name["conv5_3"][1][0] if "conv5_3" in by_name else None
-    conv5_out = conv5_3.shape[0] if conv5_3 is not None and conv5_3.ndim else 512
+    conv5_out = pool5_channels(conv5_3)
     for name, (ltype, blobs) in by_name.items():
         if name in ATONCE_SCALES:
             _check_scale(blobs[0], name, src)

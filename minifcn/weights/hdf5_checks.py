@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layout import FC6_KERNEL, FC_WIDTH, WeightFileError
+from .layout import FC6_KERNEL, FC_WIDTH, POOL5_CHANNELS, WeightFileError
 
 MAX_RANK = 4            # conv kernels (kh, kw, in, out); nothing in VGG16 has more
 MAX_NAMES = 4096        # entries of a layer_names / weight_names attribute (VGG16: 23 layers)
@@ -33,7 +33,6 @@ MAX_LINKS = 10_000      # links visited when a layer has no weight_names (bounds
 # Filters HDF5/h5py apply losslessly, with the most one stored byte can inflate to.
 FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32", 32000: "lzf"}
 MAX_INFLATION = 1032    # deflate's limit: 258 bytes out per 2 bits in, rounded up
-POOL5_CHANNELS = 512
 LARGEST_ARRAY = FC6_KERNEL**2 * POOL5_CHANNELS * FC_WIDTH * 8  # fc1 (25088, 4096), float64
 
 

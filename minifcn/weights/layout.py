@@ -16,14 +16,16 @@ from ..models.spec import AT_ONCE_SCALES, FC_CHANNELS, network_specs, scaled, tr
 from ..models.state_dict import FCN_KINDS, KINDS, checked_values, expected_shapes, validate
 
 __all__ = ["KINDS", "FCN_KINDS", "CONV_NAMES", "FC_WIDTH", "FC6_KERNEL", "UPSCORE_LAYERS",
-           "SKIP_SCORERS", "LAYER_NAMES", "ATONCE_SCALES", "WeightFileError", "scaled",
-           "expected_shapes", "validate", "checked_values", "kind_from_keys", "fc_to_conv"]
+           "SKIP_SCORERS", "LAYER_NAMES", "ATONCE_SCALES", "POOL5_CHANNELS", "WeightFileError", "scaled",
+           "expected_shapes", "validate", "checked_values", "kind_from_keys", "fc_to_conv",
+           "pool5_channels", "bfloat16_to_float32"]
 
 _TRUNK = trunk_specs()  # full size
 _HEADS = {kind: network_specs(kind)[len(_TRUNK):] for kind in FCN_KINDS}
 CONV_NAMES = tuple(s.name for s in _TRUNK if s.name.startswith("conv"))  # VGG16's 3x3 convs
 FC_WIDTH = FC_CHANNELS  # VGG16's fc6/fc7 output channels
 FC6_KERNEL = next(s.kernel for s in _TRUNK if s.name == "fc6")  # pool5 at a 224x224 input
+POOL5_CHANNELS = next(s.out_channels for s in _TRUNK if s.name == "conv5_3")  # fc6 reads pool5
 # Transposed convolutions of each FCN variant: name -> kernel size (stride is half of it).
 UPSCORE_LAYERS = {kind: {s.name: s.kernel for s in head if s.op == "upscore"}
                   for kind, head in _HEADS.items()}
@@ -48,6 +50,20 @@ def kind_from_keys(keys) -> str:
     if any(k.startswith(("fc6.", "fc7.", "fc8.", "score_fr.")) for k in keys):
         return "vgg16"
     return "vgg16-notop"
+
+
+def pool5_channels(conv5_3_weight) -> int:
+    """Channels of pool5, which fc6 flattens: ``conv5_3``'s outputs when the file has it (a
+    narrow net), else the full VGG16's."""
+    if conv5_3_weight is not None and np.ndim(conv5_3_weight):
+        return int(np.shape(conv5_3_weight)[0])
+    return POOL5_CHANNELS
+
+
+def bfloat16_to_float32(bits):
+    """``uint16`` bfloat16 bit patterns as float32: bfloat16 is the top half of a float32 (sign,
+    exponent and the top 7 mantissa bits), so the widening is exact."""
+    return (np.asarray(bits).astype(np.uint32) << 16).view(np.float32)
 
 
 def fc_to_conv(weight, in_channels: int, kernel: int, key: str, src="weights"):

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 
-from .layout import CONV_NAMES, FC6_KERNEL, LAYER_NAMES, WeightFileError, fc_to_conv
+from .layout import (CONV_NAMES, FC6_KERNEL, LAYER_NAMES, WeightFileError, fc_to_conv,
+                     pool5_channels)
 
 TORCHVISION_FEATURES = dict(zip((0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28), CONV_NAMES))
 TORCHVISION_CLASSIFIER = {0: "fc6", 3: "fc7", 6: "fc8"}
@@ -80,8 +81,7 @@ def pytorch_state_dict(sd: dict, src="weights"):
         raise WeightFileError(f"{src}: no VGG16/FCN keys found")
     if "fc6.weight" in arrays:  # fc6 flattens pool5: conv5_3's channels x 7 x 7
         conv5_3 = arrays.get("conv5_3.weight")
-        channels = conv5_3.shape[0] if conv5_3 is not None and conv5_3.ndim else 512
-        arrays["fc6.weight"] = fc_to_conv(arrays["fc6.weight"], channels, FC6_KERNEL,
+        arrays["fc6.weight"] = fc_to_conv(arrays["fc6.weight"], pool5_channels(conv5_3), FC6_KERNEL,
                                           "fc6.weight", src)
     for name in ("fc7.weight", "fc8.weight"):
         if name in arrays and arrays[name].ndim == 2:

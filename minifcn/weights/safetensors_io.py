@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .layout import WeightFileError
+from .layout import WeightFileError, bfloat16_to_float32
 
 # safetensors' own reader refuses headers above 100 MB; VGG16's is about 3 kB.
 MAX_HEADER = 100 << 20
@@ -153,6 +153,6 @@ def _int_list(value):
 def _to_array(buf, dtype, shape):
     """The tensor's bytes as an array of its shape; bfloat16 widened to float32."""
     array = np.frombuffer(buf, dtype=DTYPES[dtype]).reshape(shape)
-    if dtype == "BF16":  # the 16 bits are float32's sign, exponent and top 7 mantissa bits
-        return (array.astype(np.uint32) << 16).view(np.float32)
+    if dtype == "BF16":
+        return bfloat16_to_float32(array)
     return array

@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import one_line
-from .layout import WeightFileError
+from ..npzio import check_zip_member
+from .layout import WeightFileError, bfloat16_to_float32
 from .torch_unpickle import (RestrictedUnpickler, TensorRef, UnsafePickleError,  # noqa: F401
                              pickle_end, printable, shown, state_dict_tensors)
 
@@ -84,7 +85,7 @@ def _as_array(ref: TensorRef, raw: bytes, byteorder: str) -> np.ndarray:
         out = np.ndarray(ref.size, dtype, buffer=usable, offset=ref.offset * dtype.itemsize,
                          strides=strides)
     if stype.name == "BFloat16Storage":  # bfloat16 is the top half of a float32
-        out = (out.astype(np.uint32) << 16).view(np.float32)
+        out = bfloat16_to_float32(out)
     return np.array(out, dtype=out.dtype.newbyteorder("="))
 
 
@@ -106,12 +107,7 @@ def _zip_members(zf: zipfile.ZipFile, src):
             raise WeightFileError(f"{where} appears twice")
         if not info.filename.startswith(prefix):
             raise WeightFileError(f"{where} lies outside the archive folder {printable(prefix)}")
-        if info.flag_bits & 0x1:
-            raise WeightFileError(f"{where} is encrypted; torch files never are")
-        # zipfile inflates bzip2 and lzma members without a bound; torch writes neither.
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise WeightFileError(f"{where} uses compression method {info.compress_type}; "
-                                  "expected stored (0) or deflated (8)")
+        check_zip_member(info, where, WeightFileError)
         members[info.filename] = info
     return members, prefix
 

@@ -51,7 +51,7 @@ def atomic_write(path, write, suffix=".tmp"):
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a folder; expected a file name", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    prefix, tmp = f".{path.name}.", None
+    prefix, tmp = _temporary_prefix(path), None
     try:  # the temporary file is made inside the try: a Ctrl-C right after still removes it
         fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
         os.close(fd)
@@ -65,6 +65,17 @@ def atomic_write(path, write, suffix=".tmp"):
             # the user asked for ``path``: name it, not the hidden temporary file
             raise type(exc)(exc.errno, exc.strerror, str(path)) from None
         raise
+
+
+def _temporary_prefix(path):
+    return f".{Path(path).name}."
+
+
+def stale_temporaries(path, suffix=".tmp"):
+    """The temporary files that interrupted :func:`atomic_write` calls for ``path`` (with the
+    same ``suffix``) left beside it."""
+    path = Path(path)
+    return sorted(path.parent.glob(f"{_temporary_prefix(path)}*{suffix}"))
 
 
 def _umask():

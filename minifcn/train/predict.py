@@ -47,13 +47,22 @@ def output_paths(paths, out_dir):
     is written when one of them would replace one of the inputs."""
     out_dir = Path(out_dir)
     pairs = [(out_dir / f"{name}_mask.png", out_dir / f"{name}_overlay.png") for name in output_names(paths)]
-    inputs = [Path(p) for p in paths if Path(p).is_file()]  # missing ones are the reader's to report
-    for output in (o for pair in pairs for o in pair if o.exists()):
-        for path in inputs:
-            if os.path.samefile(output, path):
-                raise UsageError(f"predict: the output {output} would replace the input image "
-                                 f"{path}: choose another --out")
+    # a file is its (device, inode): one stat per path, as os.path.samefile compares them
+    inputs = {_identity(p): p for p in paths if Path(p).is_file()}  # missing: the reader's to report
+    for output in (o for pair in pairs for o in pair):
+        path = inputs.get(_identity(output))
+        if path is not None:
+            raise UsageError(f"predict: the output {output} would replace the input image "
+                             f"{path}: choose another --out")
     return pairs
+
+
+def _identity(path):
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def predict_files(model, paths, out_dir):

@@ -16,7 +16,7 @@ import csv
 from pathlib import Path
 
 from ..errors import UsageError
-from ..npzio import atomic_write
+from ..npzio import atomic_write, stale_temporaries
 
 RUN_FILES = ("checkpoint.npz", "model.npz", "log.csv", "summary.json", "curves.png")
 LOG_FIELDS = ["iteration", "loss", "pixel_accuracy", "lr", "seconds",
@@ -58,7 +58,7 @@ def remove_stale_temporaries(folder):
     """
     removed = []
     for name in RUN_FILES:
-        for leftover in Path(folder).glob(f".{name}.*.tmp"):
+        for leftover in stale_temporaries(Path(folder) / name):
             leftover.unlink(missing_ok=True)
             removed.append(leftover.name)
     return removed

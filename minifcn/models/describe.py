@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..cliargs import non_negative, number, positive
+from ..cliargs import non_negative, number
 from ..errors import UsageError
-from .coords import blob_sides, coordinate_maps, crop_offsets, receptive_fields, smallest_input
+from .coords import (blob_sides, coordinate_maps, crop_offsets, least_pad, receptive_fields,
+                     smallest_input)
 from .fcn import MODELS
 from .spec import MAX_CLASSES, MAX_WIDTH, REFERENCE_PAD, VARIANTS, network_specs
 
@@ -57,24 +58,10 @@ def blob_rows(variant, height, width, num_classes=21, net_width=1.0, pad=REFEREN
 
 def _checked_specs(variant, num_classes, net_width, pad):
     """The specs, or a UsageError naming the least ``--pad`` that aligns the crops."""
-    specs = network_specs(variant, num_classes, net_width, pad)
-    try:
-        crop_offsets(specs)
-    except ValueError as exc:
-        least = next((p for p in range(pad + 1, pad + 1001) if _aligned(variant, p)), None)
-        if least is None:
-            raise
+    if pad < least_pad(variant):
         raise UsageError(f"--pad {pad} is too small for {variant}: its crops need conv1_1 pad "
-                         f">= {least}") from exc
-    return specs
-
-
-def _aligned(variant, pad):
-    try:
-        crop_offsets(network_specs(variant, pad=pad))
-    except ValueError:
-        return False
-    return True
+                         f">= {least_pad(variant)}")
+    return network_specs(variant, num_classes, net_width, pad)
 
 
 def _human(n):

@@ -171,8 +171,8 @@ class FCN:
 
     def _too_small(self, h, w):
         """The message for an input that does not fit: the least size and what to change."""
-        side = h if blob_sides(self.specs, h, self.offsets)[1] else w
-        misfit = blob_sides(self.specs, side, self.offsets)[1]
+        misfit = (blob_sides(self.specs, h, self.offsets)[1]
+                  or blob_sides(self.specs, w, self.offsets)[1])
         least = smallest_input(self.specs)
         pad = next((p for p in range(self.pad + 1, self.pad + 1001) if self.accepts(h, w, p)),
                    None)

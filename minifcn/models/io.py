@@ -21,9 +21,9 @@ import numpy as np
 from ..errors import FileFormatError
 from ..npzio import load_npz, save_npz
 from ..preprocess import Preprocessing
-from .coords import crop_offsets
+from .coords import least_pad
 from .fcn import FCN, MODELS
-from .spec import MAX_CLASSES, MAX_PAD, MAX_WIDTH, network_specs
+from .spec import MAX_CLASSES, MAX_PAD, MAX_WIDTH
 from .state_dict import checked_values, validate
 
 FORMAT_VERSION = 1
@@ -100,11 +100,9 @@ def model_config(meta, src="metadata", **overrides):
             raise FileFormatError(f"{src}: {origin} {name}={value!r:.60} is not valid; "
                                   f"expected {expected}")
         config[name] = value
-    try:  # too little padding and the final crop would start before the image
-        crop_offsets(network_specs(kind, config["num_classes"], config["width"], config["pad"]))
-    except ValueError as exc:
-        raise FileFormatError(f"{src}: pad={config['pad']} does not fit a {kind} network "
-                              f"({exc})") from None
+    if config["pad"] < least_pad(kind):  # the final crop would start before the image
+        raise FileFormatError(f"{src}: pad={config['pad']} does not fit a {kind} network (its "
+                              f"crops need conv1_1 pad >= {least_pad(kind)})")
     return kind, config
 
 

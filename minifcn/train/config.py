@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 from dataclasses import dataclass, field
 
 from ..cliargs import non_negative, number, positive
 from ..errors import UsageError
-from ..models.coords import crop_offsets
-from ..models.spec import MAX_PAD, MAX_WIDTH, REFERENCE_PAD, VARIANTS, network_specs
+from ..models.coords import least_pad
+from ..models.spec import MAX_PAD, MAX_WIDTH, REFERENCE_PAD, VARIANTS
 from .optim import SCHEDULES
 
 REDUCTIONS = ("mean", "sum")
@@ -67,16 +66,6 @@ def check_value(name, value, kind):
 def _setting(name):
     """How an error names a setting: for Python and for the command line."""
     return f"setting {name} (--{name.replace('_', '-')})"
-
-
-@functools.lru_cache(maxsize=None)
-def least_pad(variant):
-    """The smallest conv1_1 padding of ``variant``: the one that puts the last crop at offset 0.
-
-    Padding moves only the last crop (pool3 and pool4 shift with the trunk), one pixel per
-    pixel of padding: FCN-8s 69, FCN-16s 73, FCN-32s 81.
-    """
-    return REFERENCE_PAD - crop_offsets(network_specs(variant))["score"]
 
 
 @dataclass

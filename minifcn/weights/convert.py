@@ -23,6 +23,7 @@ import hashlib
 import math
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -118,6 +119,56 @@ def _resolve_kind(arrays, path: Path, variant, atonce_hint):
     return kind
 
 
+class CheckedWeights(NamedTuple):
+    """A weight file read whole and checked against the network it holds."""
+    arrays: dict           # name -> float32 array, in the state-dict layout
+    kind: str              # one of KINDS
+    num_classes: int | None
+    width: float
+    format: str            # one of FORMATS
+    preprocessing: object  # the input convention such weights need (a Preprocessing)
+
+
+def read_checked(src, format="auto", variant=None, width=None, allow_nonfinite=False):
+    """Read a weight file completely and check it: every array's name, shape and values.
+
+    Parameters as :func:`convert`'s. This is all of :func:`convert` but the writing; a
+    download without a published checksum is verified with it.
+
+    Returns
+    -------
+    CheckedWeights
+    """
+    path = _source(src)
+    if format not in ("auto",) + FORMATS:
+        raise ValueError(f"unknown format {format!r}: expected 'auto' or one of {FORMATS}")
+    if variant is not None and variant not in KINDS:
+        raise ValueError(f"unknown variant {variant!r}: expected one of {KINDS}")
+    detected = detect_format(path)
+    if format == "auto" and detected is None:
+        raise WeightFileError(f"{path.name}: unknown format: not a torch zip or pickle, an HDF5 "
+                              "(Keras) file, safetensors, or a caffemodel")
+    if format != "auto" and detected is not None and detected != format:
+        raise WeightFileError(f"{path.name}: --format {format} given, but the file's bytes "
+                              f"say it is a {detected} file")
+    fmt = detected if format == "auto" else format
+    arrays, vgg_spec, fcn_spec, atonce = _read(path, fmt)
+    kind = _resolve_kind(arrays, path, variant, atonce)
+    facts = validate(arrays, kind, path.name, width)
+    arrays = checked_values(arrays, path.name, np.float32, allow_nonfinite)
+    return CheckedWeights(arrays, kind, facts["num_classes"], facts["width"], fmt,
+                          fcn_spec if kind in FCN_KINDS else vgg_spec)
+
+
+def _source(src):
+    path = Path(src)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder; expected a weight file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    return path
+
+
 def convert(src, dst, format="auto", variant=None, preprocessing=None, width=None,
             allow_nonfinite=False) -> dict:
     """Convert a weight file to a minifcn ``.npz`` (float32 arrays + metadata).
@@ -150,41 +201,21 @@ def convert(src, dst, format="auto", variant=None, preprocessing=None, width=Non
         The metadata written: ``kind``, ``num_classes``, ``width``, ``preprocessing``,
         ``source`` {file, format, sha256}.
     """
-    path = Path(src)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path}: is a folder; expected a weight file")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    path = _source(src)
     if os.path.exists(dst) and os.path.samefile(path, dst):  # also through a symlink or hard link
         raise UsageError(f"DST {dst} is the file SRC {path} itself (by name or through a "
                          "link); writing it would destroy the source: choose another DST")
-    if format not in ("auto",) + FORMATS:
-        raise ValueError(f"unknown format {format!r}: expected 'auto' or one of {FORMATS}")
-    if variant is not None and variant not in KINDS:
-        raise ValueError(f"unknown variant {variant!r}: expected one of {KINDS}")
-    detected = detect_format(path)
-    if format == "auto" and detected is None:
-        raise WeightFileError(f"{path.name}: unknown format: not a torch zip or pickle, an HDF5 "
-                              "(Keras) file, safetensors, or a caffemodel")
-    if format != "auto" and detected is not None and detected != format:
-        raise WeightFileError(f"{path.name}: --format {format} given, but the file's bytes "
-                              f"say it is a {detected} file")
-    fmt = detected if format == "auto" else format
-    arrays, vgg_spec, fcn_spec, atonce = _read(path, fmt)
-    kind = _resolve_kind(arrays, path, variant, atonce)
-    facts = validate(arrays, kind, path.name, width)
-    spec = get_preset(preprocessing) if preprocessing is not None else (
-        fcn_spec if kind in FCN_KINDS else vgg_spec)
+    checked = read_checked(path, format, variant, width, allow_nonfinite)
+    spec = get_preset(preprocessing) if preprocessing is not None else checked.preprocessing
     meta = {
         "minifcn_weights": FORMAT_VERSION,
-        "kind": kind,
-        "num_classes": facts["num_classes"],
-        "width": facts["width"],
+        "kind": checked.kind,
+        "num_classes": checked.num_classes,
+        "width": checked.width,
         "preprocessing": spec.to_dict(),
-        "source": {"file": path.name, "format": fmt, "sha256": sha256_of(path)},
+        "source": {"file": path.name, "format": checked.format, "sha256": sha256_of(path)},
     }
-    out = checked_values(arrays, path.name, np.float32, allow_nonfinite)
-    save_npz(dst, {k: np.ascontiguousarray(v) for k, v in out.items()}, meta)
+    save_npz(dst, {k: np.ascontiguousarray(v) for k, v in checked.arrays.items()}, meta)
     return meta
 
 

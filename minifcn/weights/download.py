@@ -27,7 +27,6 @@ import argparse
 import hashlib
 import http.client
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -162,25 +161,23 @@ def verify(path, entry: RemoteFile) -> None:
 
 
 def _verify_contents(path: Path, entry: RemoteFile):
-    """Read the whole file as ``convert`` would (every array, every shape checked)."""
-    from .convert import convert, detect_format  # noqa: PLC0415 - keeps imports light
+    """Read the whole file as ``convert`` does (every array, every shape and value checked),
+    without writing anything."""
+    from .convert import detect_format, read_checked  # noqa: PLC0415 - keeps imports light
     found = detect_format(path)
     if found != entry.format:
         raise WrongContentError(f"{entry.filename}: its bytes are {found or 'no known weight'} "
                                 f"format, expected a {entry.format} file")
-    # Converting is the complete check; the .npz it writes is thrown away (download()
-    # converts the file again under its final name, which the .npz records).
-    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
-        try:
-            meta = convert(path, Path(tmp) / "check.npz", format=entry.format, width=entry.width)
-        except ValueError as exc:  # the readers' WeightFileError is a ValueError
-            raise WrongContentError(f"{entry.filename}: does not read as {entry.kind} weights "
-                                    f"({exc})") from None
-    if meta["kind"] != entry.kind:
-        raise WrongContentError(f"{entry.filename}: holds {meta['kind']} weights, "
+    try:
+        checked = read_checked(path, format=entry.format, width=entry.width)
+    except ValueError as exc:  # the readers' WeightFileError is a ValueError
+        raise WrongContentError(f"{entry.filename}: does not read as {entry.kind} weights "
+                                f"({exc})") from None
+    if checked.kind != entry.kind:
+        raise WrongContentError(f"{entry.filename}: holds {checked.kind} weights, "
                                 f"expected {entry.kind}")
-    if entry.classes is not None and meta["num_classes"] != entry.classes:
-        raise WrongContentError(f"{entry.filename}: has {meta['num_classes']} classes, "
+    if entry.classes is not None and checked.num_classes != entry.classes:
+        raise WrongContentError(f"{entry.filename}: has {checked.num_classes} classes, "
                                 f"expected {entry.classes}")
 
 

@@ -218,3 +218,13 @@ def test_the_bound_is_pillows_setting(tmp_path, monkeypatch):
     _refused(path, "decompression bomb")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 400)
     assert read_image(path).shape == (20, 20, 3)
+
+
+def test_the_shipped_photograph_is_a_real_colour_image():
+    from minifcn.data import sample_photo
+
+    photo = sample_photo()
+    assert photo.shape == (300, 256, 3) and photo.dtype == np.uint8
+    # a photograph, not a flat or synthetic picture: many distinct colours, full range used
+    assert len(np.unique(photo.reshape(-1, 3), axis=0)) > 5000
+    assert photo.min() < 30 and photo.max() > 220

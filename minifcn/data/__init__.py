@@ -18,6 +18,7 @@ orientation (a label with its image), or refused with one line naming the file.
 """
 from minifcn.data.folders import FolderPairs
 from minifcn.data.imagefile import ImageFileError, read_image
+from minifcn.data.photo import sample_photo
 from minifcn.data.labelfile import decode_label
 from minifcn.data.loader import BatchLoader
 from minifcn.data.palette import VOC_CLASSES, colorize, overlay, save_palette_png, voc_colormap
@@ -31,5 +32,5 @@ __all__ = [
     "VOCSegmentation", "SBDSegmentation", "OxfordPet", "PET_CLASSES", "FolderPairs",
     "VOC_CLASSES", "voc_colormap", "colorize", "overlay", "save_palette_png",
     "random_crop", "center_crop", "random_flip", "BatchLoader",
-    "read_image", "decode_label", "ImageFileError",
+    "read_image", "decode_label", "ImageFileError", "sample_photo",
 ]

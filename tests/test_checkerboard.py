@@ -127,6 +127,7 @@ def test_the_slider_figures_are_written(tmp_path):
     paths = [conv_matrix_figure(tmp_path / "c.png", (1, 5), (1, 3), (0, 2), (0, 2), (1, 4)),
              zero_insertion_figure(tmp_path / "z.png", (3, 3), 2, 3, 2, 1),
              constant_response_figure(tmp_path / "r.png", 8, 4, "bilinear + noise"),
+             constant_response_figure(tmp_path / "r1.png", 8, 1, "ones"),  # input grows to 10
              checkerboard_figure(tmp_path / "cb.png")]
     for path in paths:
         assert 5_000 < path.stat().st_size < 200_000, path

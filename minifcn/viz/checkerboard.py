@@ -197,7 +197,7 @@ def _response_panel(ax, y, rows, title, numbers=True):
                   f"unevenness {unevenness(inner):.2g}", fontsize=8)
 
 
-def constant_response_figure(path, kernel_size=3, stride=2, kernel="ones", size=5, seed=0):
+def constant_response_figure(path, kernel_size=3, stride=2, kernel="ones", size=None, seed=0):
     """One transposed convolution of an all-ones image: its output with the interior
     outlined, and the kernel's phase sums.
 
@@ -206,8 +206,9 @@ def constant_response_figure(path, kernel_size=3, stride=2, kernel="ones", size=
     path : str or Path
     kernel_size, stride : int
     kernel : {"ones", "bilinear", "bilinear + noise"}
-    size : int
-        Sides of the all-ones input.
+    size : int, optional
+        Sides of the all-ones input; by default 5, or more when the kernel is so much larger
+        than the stride that 5 rows leave nothing away from the border.
     seed : int
         Of the noise.
 
@@ -215,6 +216,8 @@ def constant_response_figure(path, kernel_size=3, stride=2, kernel="ones", size=
     -------
     path
     """
+    if size is None:
+        size = max(5, -(-kernel_size // stride) + 2)  # ceil(k/s) + 2 keeps an interior
     weight = example_kernel(kernel, kernel_size, seed)
     y = constant_response(weight, stride, size)
     fig = Figure(figsize=(11, 4.4))

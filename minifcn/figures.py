@@ -16,8 +16,8 @@ from pathlib import Path
 DEFAULT_OUT = Path("docs") / "figures"
 
 # file name -> (function of minifcn.viz, keyword arguments); referenced by
-# docs/transposed-convolution.md. Named, not imported: matplotlib takes most of a second to
-# import, and every other command of the CLI would pay it at start-up.
+# docs/transposed-convolution.md and docs/checkerboard.md. Named, not imported: matplotlib takes
+# most of a second to import, and every other command of the CLI would pay it at start-up.
 FIGURES = {
     "conv_matrix.png": ("conv_matrix_figure", {}),
     "conv2d_k3_s1_p0.gif": ("conv2d_animation", {}),
@@ -28,6 +28,7 @@ FIGURES = {
     "zero_insertion.png": ("zero_insertion_figure", {}),
     "not_inverse.png": ("not_inverse_figure", {}),
     "bilinear.png": ("bilinear_figure", {}),
+    "checkerboard.png": ("checkerboard_figure", {}),
 }
 
 

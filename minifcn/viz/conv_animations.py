@@ -114,7 +114,9 @@ def conv_transpose2d_animation(path, input_hw=(2, 2), kernel_size=3, stride=1, p
     cropped = np.ones(canvas_shape, dtype=bool)  # True where padding cuts the canvas away
     cropped[ph:ph + out.shape[0], pw:pw + out.shape[1]] = False
     shapes = [input_hw, kernel.shape, canvas_shape] + ([out.shape] if ph or pw else [])
-    title = (f"conv_transpose2d  kernel {kh}x{kw}, stride {sh}, padding {ph}:  "
+    (oph, opw) = pair(output_padding)
+    extra = f", output_padding {oph}" if oph or opw else ""
+    title = (f"conv_transpose2d  kernel {kh}x{kw}, stride {sh}, padding {ph}{extra}:  "
              f"{input_hw[0]}x{input_hw[1]} -> {out.shape[0]}x{out.shape[1]}")
     footers = [f"x[{i}, {j}] = {fmt(v)}: add {fmt(v)} * kernel here"
                for (i, j), v in np.ndenumerate(x[0, 0])]
@@ -137,7 +139,9 @@ def conv_transpose2d_animation(path, input_hw=(2, 2), kernel_size=3, stride=1, p
             fills_in[(i, j)] = "current"
         # the partial sum is the real op applied to the pixels scattered so far
         partial = conv_transpose2d_forward(x * mask, weight, None, (sh, sw), 0, output_padding)
-        canvas = np.where(touched, partial[0][0, 0], np.nan)  # (canvas_h, canvas_w)
+        # cells no kernel has reached yet stay blank; in the last frame every cell is final
+        # (a gap between copies when k < stride, the output_padding rows: zeros)
+        canvas = np.where(touched | (t == x.size), partial[0][0, 0], np.nan)  # (canvas_h, canvas_w)
         image, draw = new_frame(size, title, captions, origins, footers[t])
         draw_grid(draw, origins[0], x[0, 0], fills_in)
         draw_grid(draw, origins[1], kernel)

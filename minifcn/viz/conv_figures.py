@@ -7,7 +7,9 @@
 - :func:`not_inverse_figure`: ``x``, ``conv2d(x)`` and ``conv_transpose2d(conv2d(x))``.
 - :func:`bilinear_figure`: the bilinear kernel and what it does to a picture.
 
-Each writes a PNG and returns its path. Figures are built on :class:`matplotlib.figure.Figure`
+Each writes a PNG and returns its path. The first two take the kernel size, stride, padding and
+output padding, so that a notebook can put them under sliders; a setting that no layer accepts
+raises the op's own ``ValueError``. Figures are built on :class:`matplotlib.figure.Figure`
 directly (no pyplot), so nothing here touches a global backend or opens a window.
 """
 from __future__ import annotations
@@ -17,19 +19,26 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from ..init import bilinear_kernel, bilinear_upsampling_weight
-from ..ops import conv2d_forward, conv_transpose2d_forward
+from ..ops import conv2d_forward, conv_transpose2d_forward, transposed_output_size
+from ..ops._util import pair
 from ..ops.conv_matrix import zero_insert
 from .conv_animations import TOY_SEED, toy_arrays
 
 PNG = {"dpi": 80, "metadata": {"Software": None}}  # small files, no version stamp in them
+NUMBERS_UP_TO = 24  # cells a side; a larger heatmap shows colours only, its numbers would overlap
 
 
-def heatmap(ax, values, title, shaded=None, numbers=True, cmap="Blues"):
-    """Draw a 2-D array as coloured cells with its numbers; ``shaded`` cells get hatching."""
+def heatmap(ax, values, title, shaded=None, numbers=True, cmap="Blues", outline=None):
+    """Draw a 2-D array as coloured cells with its numbers.
+
+    ``shaded`` cells get hatching; ``outline = (row, col, height, width)`` frames a block of
+    cells. Numbers and per-cell ticks are left out of arrays with a side over ``NUMBERS_UP_TO``.
+    """
     values = np.asarray(values, dtype=float)
     top = max(np.abs(values).max(), 1e-12)
     ax.imshow(values, cmap=cmap, vmin=-0.15 * top if cmap == "Blues" else -top, vmax=top)
-    if numbers:
+    fits = max(values.shape) <= NUMBERS_UP_TO
+    if numbers and fits:
         for (r, c), v in np.ndenumerate(values):
             text = f"{v:.0f}" if float(v).is_integer() else f"{v:.2f}"
             ax.text(c, r, text, ha="center", va="center", fontsize=8,
@@ -37,11 +46,16 @@ def heatmap(ax, values, title, shaded=None, numbers=True, cmap="Blues"):
     if shaded is not None:
         for r, c in zip(*np.nonzero(shaded)):
             ax.add_patch(_cell(r, c, hatch="//", fill=False, edgecolor="0.8", linewidth=0))
-    ax.set_xticks(range(values.shape[1]))
-    ax.set_yticks(range(values.shape[0]))
-    ax.set_xticks(np.arange(-0.5, values.shape[1]), minor=True)
-    ax.set_yticks(np.arange(-0.5, values.shape[0]), minor=True)
-    ax.grid(which="minor", color="0.75", linewidth=0.5)
+    if outline is not None:
+        row, col, height, width = outline
+        ax.add_patch(Rectangle((col - 0.5, row - 0.5), width, height, fill=False,
+                               edgecolor="tab:orange", linewidth=2.5, clip_on=False))
+    if fits:
+        ax.set_xticks(range(values.shape[1]))
+        ax.set_yticks(range(values.shape[0]))
+        ax.set_xticks(np.arange(-0.5, values.shape[1]), minor=True)
+        ax.set_yticks(np.arange(-0.5, values.shape[0]), minor=True)
+        ax.grid(which="minor", color="0.75", linewidth=0.5)
     ax.tick_params(which="both", length=0, labelsize=7)
     ax.set_title(title, fontsize=10)
 
@@ -62,52 +76,127 @@ def op_matrix(op, in_shape):
     return op(basis).reshape(size, -1).T  # (outputs, inputs)
 
 
-def conv_matrix_figure(path, seed=TOY_SEED):
-    """``C`` (4x16) and ``C^T`` (16x4) for a 3x3 kernel on a 4x4 image, stride 1, padding 0."""
-    _, weight = toy_arrays((4, 4), 3, seed)
-    C = op_matrix(lambda x: conv2d_forward(x, weight)[0], (4, 4))  # (4, 16)
-    CT = op_matrix(lambda y: conv_transpose2d_forward(y, weight)[0], (2, 2))  # (16, 4)
-    fig = Figure(figsize=(10, 4.6))
-    grid = fig.add_gridspec(1, 2, width_ratios=[16, 4.5])
+def pixel_names(letter, hw):
+    """Labels of the pixels of an ``hw`` image in row-major order: ``x12`` is row 1, column 2
+    (``x1,12`` for images with a side over 10); a single row is numbered ``x0, x1, ...``."""
+    if hw[0] == 1:
+        return [f"{letter}{c}" for c in range(hw[1])]
+    sep = "," if max(hw) > 10 else ""
+    return [f"{letter}{r}{sep}{c}" for r in range(hw[0]) for c in range(hw[1])]
+
+
+def conv_matrices(kernel_size=3, stride=1, padding=0, output_padding=0, input_hw=(2, 2),
+                  seed=TOY_SEED):
+    """``C`` and ``C^T`` of one geometry, each read off its op applied to one-hot images.
+
+    Parameters
+    ----------
+    kernel_size, stride, padding, output_padding : int or (int, int)
+        Those of the transposed convolution (and, but the output padding, of the convolution
+        whose transpose it is).
+    input_hw : (int, int)
+        ``(h, w)`` of the transposed convolution's input, the convolution's output.
+    seed : int
+        Chooses the toy kernel's small integers (:func:`toy_arrays`).
+
+    Returns
+    -------
+    C : numpy.ndarray, shape (h*w, H*W)
+        ``conv2d`` of an ``H x W`` image, ``H = stride*(h - 1) + k - 2*padding +
+        output_padding``: the transposed convolution's output size.
+    CT : numpy.ndarray, shape (H*W, h*w)
+        ``conv_transpose2d`` of an ``h x w`` map; equal to ``C.T``.
+    weight : numpy.ndarray, shape (1, 1, kh, kw)
+    """
+    _, weight = toy_arrays(input_hw, kernel_size, seed)
+
+    def transposed(y):  # raises the op's ValueError for a setting no layer accepts
+        return conv_transpose2d_forward(y, weight, None, stride, padding, output_padding)[0]
+
+    out_hw = transposed(np.zeros((1, 1, *input_hw))).shape[2:]  # (H, W)
+    C = op_matrix(lambda x: conv2d_forward(x, weight, None, stride, padding)[0], out_hw)
+    return C, op_matrix(transposed, input_hw), weight
+
+
+def conv_matrix_figure(path, kernel_size=3, stride=1, padding=0, output_padding=0,
+                       input_hw=(2, 2), seed=TOY_SEED):
+    """``C`` and ``C^T`` side by side; by default a 3x3 kernel on a 4x4 image (``C`` is 4x16).
+
+    The arguments are those of :func:`conv_matrices`. ``input_hw=(1, w)`` with
+    ``kernel_size=(1, k)``, ``stride=(1, s)``, ``padding=(0, p)`` draws the matrices of one
+    row of pixels, small enough to read at any setting.
+    """
+    C, CT, weight = conv_matrices(kernel_size, stride, padding, output_padding, input_hw, seed)
+    h, w = input_hw
+    kh, kw = weight.shape[2:]
+    (sh, sw), (ph, pw), (oph, opw) = pair(stride), pair(padding), pair(output_padding)
+    out_hw = (transposed_output_size(h, kh, sh, ph, oph),
+              transposed_output_size(w, kw, sw, pw, opw))
+    labelled = C.shape[1] <= NUMBERS_UP_TO
+    cell = 0.27 if labelled else 0.12  # inches per matrix entry
+    height = cell * C.shape[1] + 1.6
+    fig = Figure(figsize=(max(9.0, cell * (C.shape[1] + C.shape[0]) + 2.0), height))
+    grid = fig.add_gridspec(1, 2, width_ratios=[C.shape[1], C.shape[0] + 1])
     ax = fig.add_subplot(grid[0])
-    heatmap(ax, C, "C: conv2d, 4x4 image -> 2x2 output  (4 x 16)")
-    ax.set_xticks(range(16), [f"x{r}{c}" for r in range(4) for c in range(4)], rotation=90)
-    ax.set_yticks(range(4), [f"y{r}{c}" for r in range(2) for c in range(2)])
-    ax.text(0, 5.2, f"kernel {weight[0, 0].astype(int).tolist()}: each row is the kernel "
-            "laid on the 4x4 grid at one window, read row by row", fontsize=8)
+    heatmap(ax, C, f"C: conv2d, {out_hw[0]}x{out_hw[1]} image -> {h}x{w} output  "
+                   f"({C.shape[0]} x {C.shape[1]})")
+    if labelled:
+        ax.set_xticks(range(C.shape[1]), pixel_names("x", out_hw), rotation=90)
+        ax.set_yticks(range(C.shape[0]), pixel_names("y", input_hw))
     ax = fig.add_subplot(grid[1])
-    heatmap(ax, CT, "C^T: conv_transpose2d\n2x2 -> 4x4  (16 x 4)")
-    ax.set_yticks(range(16), [f"x{r}{c}" for r in range(4) for c in range(4)])
-    ax.set_xticks(range(4), [f"y{r}{c}" for r in range(2) for c in range(2)])
-    fig.subplots_adjust(left=0.05, right=0.98, top=0.9, bottom=0.08, wspace=0.15)
+    heatmap(ax, CT, f"C^T: conv_transpose2d\n{h}x{w} -> {out_hw[0]}x{out_hw[1]}  "
+                    f"({CT.shape[0]} x {CT.shape[1]})")
+    if labelled:
+        ax.set_yticks(range(CT.shape[0]), pixel_names("x", out_hw))
+        ax.set_xticks(range(CT.shape[1]), pixel_names("y", input_hw))
+
+    def shown(a, b):
+        return a if a == b else (a, b)
+
+    fig.suptitle(f"kernel {kh}x{kw}, stride {shown(sh, sw)}, padding {shown(ph, pw)}, "
+                 f"output_padding {shown(oph, opw)}:  C^T equals C transposed: "
+                 f"{np.array_equal(CT, C.T)}", fontsize=11)
+    fig.text(0.02, 0.02, f"kernel {weight[0, 0].astype(int).tolist()}: each row of C is the "
+             "kernel laid on the image at one window, read row by row", fontsize=8)
+    fig.subplots_adjust(left=0.05, right=0.98, top=1 - 0.75 / height, bottom=0.5 / height + 0.04,
+                        wspace=0.15)
     return _save(fig, path)
 
 
 def zero_insertion_figure(path, input_hw=(3, 3), kernel_size=3, stride=2, padding=1,
-                          seed=TOY_SEED):
+                          output_padding=0, seed=TOY_SEED):
     """x; x with ``stride-1`` zeros inserted and ``k-1-padding`` padding; the flipped kernel;
-    their stride-1 convolution, which equals ``conv_transpose2d(x)``."""
+    their stride-1 convolution, which equals ``conv_transpose2d(x)``.
+
+    Square kernels, strides and paddings (ints); a setting that no layer accepts raises the
+    op's ``ValueError``.
+    """
     x, weight = toy_arrays(input_hw, kernel_size, seed, low=1)
-    z = zero_insert(x, kernel_size, stride, padding)[0, 0]  # (H_z, W_z)
+    out = conv_transpose2d_forward(x, weight, None, stride, padding, output_padding)[0][0, 0]
+    z = zero_insert(x, kernel_size, stride, padding, output_padding)[0, 0]  # (H_z, W_z)
     flipped = weight[:, :, ::-1, ::-1].copy()  # (1, 1, k, k); one channel: no axes to swap
     by_conv = conv2d_forward(z[None, None], flipped)[0][0, 0]
-    out = conv_transpose2d_forward(x, weight, None, stride, padding)[0][0, 0]
-    inserted = np.ones(z.shape, dtype=bool)  # True where z holds a zero that x did not have
+    # the cells of z that hold no pixel of x: inserted zeros, padding, output padding
+    inserted = zero_insert(np.ones_like(x), kernel_size, stride, padding, output_padding)[0, 0] == 0
     k1 = kernel_size - 1 - padding
-    inserted[k1:k1 + stride * (input_hw[0] - 1) + 1:stride,
-             k1:k1 + stride * (input_hw[1] - 1) + 1:stride] = False
+    around = f"padded by k-1-p = {k1}" if k1 >= 0 else f"cropped by p-(k-1) = {-k1}"
+    if output_padding:
+        around += f",\n+{output_padding} at bottom/right"
     panels = [(x[0, 0], "x", None), (weight[0, 0], "kernel", None),
-              (z, f"zeros inserted (stride {stride}),\npadded by k-1-p = {k1}", inserted),
+              (z, f"zeros inserted (stride {stride}),\n{around}", inserted),
               (flipped[0, 0], "kernel flipped", None),
               (by_conv, "conv2d(that, flipped),\nstride 1", None),
-              (out, f"conv_transpose2d(x)\nstride {stride}, padding {padding}", None)]
-    fig = Figure(figsize=(13, 3.2))
+              (out, f"conv_transpose2d(x)\nstride {stride}, padding {padding}"
+                    + (f",\noutput_padding {output_padding}" if output_padding else ""), None)]
+    height = max(3.2, 0.3 * z.shape[0] + 1.2)  # inches
+    fig = Figure(figsize=(max(13.0, 0.36 * sum(p[0].shape[1] + 1 for p in panels)), height))
     grid = fig.add_gridspec(1, 6, width_ratios=[p[0].shape[1] + 1 for p in panels])
     for k, (values, title, shaded) in enumerate(panels):
         heatmap(fig.add_subplot(grid[k]), values, title, shaded=shaded)
     same = np.allclose(by_conv, out)
     fig.suptitle(f"two readings of one transposed convolution: identical = {same}", fontsize=11)
-    fig.subplots_adjust(left=0.02, right=0.99, top=0.78, bottom=0.05, wspace=0.3)
+    fig.subplots_adjust(left=0.02, right=0.99, top=1 - (1.1 if output_padding else 0.75) / height,
+                        bottom=0.05, wspace=0.3)
     return _save(fig, path)
 
 
@@ -163,8 +252,9 @@ def bilinear_figure(path, factor=8, size=16):
     ax = fig.add_subplot(grid[0, 2])
     ax.axis("off")
     ax.text(0, 0.5, "k = 4: profile [0.25, 0.75, 0.75, 0.25]\nf = (k+1)//2, centre = f - 0.5 "
-            "(even k)\ntaps f apart sum to 1, so every\noutput pixel gets weights summing to 1",
-            fontsize=9, va="center")
+            "(even k)\ntaps s = k/2 apart sum to 1, so away from\nthe border every output pixel "
+            "gets weights\nsumming to 1; in the outer k - s = s rows\nand columns of the uncropped "
+            "sum\none tap is missing: the weights sum to less", fontsize=9, va="center")
     image = demo_picture(size)
     nearest = image.repeat(factor, axis=1).repeat(factor, axis=2)  # (3, size*f, size*f)
     smooth = np.clip(bilinear_upsample(image, factor), 0, 1)

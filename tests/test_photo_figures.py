@@ -11,7 +11,7 @@ from minifcn.data import VOC_CLASSES, overlay, sample_photo
 from minifcn.models import load_model
 from minifcn.models.fcn import FCN8s
 from minifcn.models.gradcheck_cases import randomise
-from minifcn.models.io import save_model
+from minifcn.npzio import save_npz
 from minifcn.ops import conv2d_forward
 from minifcn.preprocess import get_preset
 from minifcn.viz.photo_figures import (BLOCK_ENDS, block_mean, features_figure,
@@ -26,8 +26,8 @@ def photo():
     return sample_photo()  # (300, 256, 3) uint8
 
 
-def narrow_model(num_classes, seed=0):
-    model = FCN8s(num_classes=num_classes, width=1 / 16, pad=PAD, seed=seed)
+def narrow_model(num_classes, pad=PAD, seed=0):
+    model = FCN8s(num_classes=num_classes, width=1 / 16, pad=pad, seed=seed)
     randomise(model, np.random.default_rng(seed))  # the scorers too: not all background
     for _, p in model.named_parameters():
         p.data = p.data.astype(np.float32)
@@ -44,20 +44,27 @@ def test_released_weights_are_found_only_where_download_leaves_them(tmp_path, mo
 
 
 def test_the_weights_present_branch_segments_the_photo(tmp_path, monkeypatch, photo):
-    # what notebook 00 runs when the converted FCN-8s is in the cache
-    model = narrow_model(len(VOC_CLASSES))
-    model.preprocessing = get_preset("caffe-fcn")  # BGR, 0-255, mean subtracted: as converted
+    # what notebook 00 runs when the converted FCN-8s is in the cache; the file is written
+    # with the metadata minifcn.weights.convert gives a converted caffemodel (no pad: 100)
+    model = narrow_model(len(VOC_CLASSES), pad=100)
     monkeypatch.setenv("MINIFCN_HOME", str(tmp_path))
-    save_model(model, tmp_path / "fcn8s-heavy-pascal.npz")
+    save_npz(tmp_path / "fcn8s-heavy-pascal.npz", model.state_dict(), {
+        "minifcn_weights": 1, "kind": "fcn8s", "num_classes": 21, "width": 1 / 16,
+        "preprocessing": get_preset("caffe-fcn").to_dict(),
+        "source": {"file": "fcn8s-heavy-pascal.caffemodel", "format": "caffe", "sha256": "0"}})
     loaded = load_model(released_weights(), ops="engine")
+    assert loaded.pad == 100
     fig, label = segmentation_figure(loaded, photo, VOC_CLASSES)
 
     # the label map: Caffe's convention applied by hand, the book's forward, argmax
     mean_bgr = np.array(get_preset("caffe-fcn").mean, np.float32)
     x = (photo[:, :, ::-1].astype(np.float32) - mean_bgr).transpose(2, 0, 1)[None]  # (1, 3, H, W)
-    expected = model.eval()(np.ascontiguousarray(x)).argmax(axis=1)[0]
+    scores = model.eval()(np.ascontiguousarray(x))[0]  # (21, H, W)
+    top_two = np.sort(scores, axis=0)[-2:]
+    clear = top_two[1] - top_two[0] > 1e-3  # near-ties may go either way in float32
     assert label.shape == photo.shape[:2]
-    assert np.array_equal(label, expected)
+    assert clear.mean() > 0.99
+    assert np.array_equal(label[clear], scores.argmax(axis=0)[clear])
     present = np.unique(label)
     assert len(present) >= 2, "the random scorers should give more than one class"
 
@@ -126,4 +133,4 @@ def test_bilinear_upsampling_of_block_means_restores_a_ramp():
     fig, errors = upsampling_figure(ramp, factor=8)
     assert errors["bilinear"] < 1e-9
     assert errors["nearest"] > 2
-    assert len(fig.axes) == 4
+    assert len(fig.axes) == 3

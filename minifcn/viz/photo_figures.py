@@ -128,7 +128,7 @@ def block_mean(image, factor):
 
 
 def upsampling_figure(image, factor=8):
-    """The image, its block means, and those upsampled ``factor`` times two ways.
+    """The image beside its ``factor x factor`` block means upsampled back two ways.
 
     The bilinear upsampling is a transposed convolution with FCN's bilinear kernel
     (:func:`minifcn.viz.conv_figures.bilinear_upsample`: kernel ``2*factor``, stride
@@ -150,12 +150,12 @@ def upsampling_figure(image, factor=8):
     inner = (slice(factor, h - factor), slice(factor, w - factor))
     errors = {name: float(255 * np.abs(up[inner] - original[inner]).mean())
               for name, up in (("nearest", nearest), ("bilinear", smooth))}
-    fig = Figure(figsize=(11, 3.6))
-    axes = fig.subplots(1, 4)
+    fig = Figure(figsize=(8.4, 3.7))
+    axes = fig.subplots(1, 3)
     panels = [(original, f"photo {h}x{w}"),
-              (coarse, f"{factor}x{factor} block means {coarse.shape[0]}x{coarse.shape[1]}"),
-              (nearest, f"nearest x{factor}: off by {errors['nearest']:.1f}"),
-              (smooth, f"bilinear transposed conv\nk={2 * factor} s={factor}: "
+              (nearest, f"{coarse.shape[0]}x{coarse.shape[1]} block means, nearest x{factor}\n"
+                        f"off by {errors['nearest']:.1f}"),
+              (smooth, f"bilinear transposed conv k={2 * factor} s={factor}\n"
                        f"off by {errors['bilinear']:.1f}")]
     for ax, (picture, title) in zip(axes, panels):
         ax.imshow(np.clip(picture, 0, 1), interpolation="nearest")
@@ -208,6 +208,7 @@ def segmentation_figure(model, image, class_names):
         ax.set(xticks=[], yticks=[])
     handles = [Patch(color=colours[c], label=f"{class_names[c]} {n / label.size:.0%}")
                for c, n in zip(present, counts)]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=9)
-    fig.subplots_adjust(left=0.01, right=0.99, top=0.92, bottom=0.14, wspace=0.05)
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=min(len(handles), 5), fontsize=9)  # below the pictures: save with bbox "tight"
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.92, bottom=0.01, wspace=0.05)
     return fig, label

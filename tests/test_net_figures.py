@@ -5,7 +5,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from minifcn.models import VARIANTS
-from minifcn.viz.net_figures import draw_crop_extents, effective_field
+from minifcn.viz.net_figures import draw_crop_extents, receptive_field_example
 
 
 def bars(ax):
@@ -29,20 +29,18 @@ def test_the_part_a_crop_keeps_sits_where_its_reference_does(variant, size):
     assert (ref_x, ref_w) == (pytest.approx(-0.5), pytest.approx(size))
 
 
-def test_the_effective_field_of_a_pool1_unit():
-    # pool1 row 51 of a pad-100 net: conv1_2 rows 102 .. 103, conv1_1 rows 101 .. 104,
-    # input rows 101 - 100 = 1 .. 104 - 100 + 2 = 6; column 52 likewise 3 .. 8. Nothing
-    # outside that window gets any energy
-    from minifcn.models import FCN8s
-    from minifcn.models.gradcheck_cases import randomise
-
-    model = FCN8s(num_classes=3, width=1 / 64, dtype=np.float64)
-    randomise(model, np.random.default_rng(0))
-    x = np.random.default_rng(1).standard_normal((2, 3, 12, 13)) + 1.0
-    field = effective_field(model, x, 0, 51, 52, blob="pool1", fraction=1.0)
-    assert field["window"] == ((1, 6), (3, 8))
-    assert field["centre"] == (3.5, 5.5)
-    outside = np.ones((12, 13), bool)
-    outside[1:7, 3:9] = False
-    assert field["energy"][outside].sum() == 0 and field["energy"].sum() > 0
-    assert field["side"] <= 6
+def test_the_receptive_field_picture_of_the_shipped_model():
+    # what notebook 05 and docs/model.md say about it: the gradient reaches exactly the
+    # theoretical window (zero outside, something on each of its four edges), and most of it
+    # lies in a much smaller square
+    image, energy, window, side = receptive_field_example()
+    (top, bottom), (left, right) = window
+    assert image.shape == (448, 448, 3) and energy.shape == (448, 448)
+    assert bottom - top + 1 == right - left + 1 == 404
+    assert 0 <= top and bottom < 448 and 0 <= left and right < 448  # inside the image
+    outside = np.ones(energy.shape, bool)
+    outside[top:bottom + 1, left:right + 1] = False
+    assert energy[outside].sum() == 0
+    for edge in (energy[top], energy[bottom], energy[:, left], energy[:, right]):
+        assert edge.max() > 0
+    assert side < 404 * 2 / 3

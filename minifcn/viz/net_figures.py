@@ -5,7 +5,8 @@ arithmetic and its own backward pass.
   the blob that is cropped, the blob it is cropped to, and what the crop throws away.
 - :func:`draw_receptive_field`: a unit's theoretical window and its effective receptive field
   (the gradient of the unit with respect to the input).
-- :func:`receptive_field_figure`: that picture for the shipped model, written to a file.
+- :func:`receptive_field_figure`: that picture for the shipped model
+  (:func:`receptive_field_example`), written to a file.
 
 The ``draw_*`` functions draw into a :class:`matplotlib.figure.Figure` they are given, so a
 notebook can pass ``plt.figure()`` and show it, and the docs a bare ``Figure`` saved to a file.
@@ -79,58 +80,42 @@ def draw_crop_extents(fig, variant="fcn8s", size=500, pad=100):
     return fig
 
 
-def effective_field(model, x, channel, row, col, blob="score_fr", fraction=0.95):
-    """A unit's input gradient and the two windows the figure draws.
-
-    Returns
-    -------
-    dict
-        ``energy`` (H, W): the squared input gradient summed over images and channels;
-        ``window``: the theoretical window ``((top, bottom), (left, right))`` in input
-        coordinates; ``centre``: its centre ``(row, col)``; ``side``: the side of the square
-        around that centre holding ``fraction`` of the energy.
-    """
-    dx = unit_input_gradient(model, x, blob, channel, row, col)  # (N, 3, H, W)
-    energy = (np.asarray(dx, dtype=np.float64) ** 2).sum(axis=(0, 1))  # (H, W)
-    window = (field_interval(model.specs, blob, row), field_interval(model.specs, blob, col))
-    centre = tuple((first + last) / 2 for first, last in window)
-    return dict(energy=energy, window=window, centre=centre,
-                side=centred_extent(energy, centre, fraction), fraction=fraction)
-
-
 def _square(ax, centre, side, **style):
     half = side / 2
     ax.add_patch(Rectangle((centre[1] - half, centre[0] - half), side, side, fill=False,
                            **style))
 
 
-def draw_receptive_field(fig, image, field):
-    """The image, the gradient energy of one unit, and the energy's profile along the columns.
+def draw_receptive_field(fig, image, energy, window, side, fraction=0.95):
+    """The image, the gradient of one unit with respect to it, and the gradient's profile.
 
     Parameters
     ----------
     fig : matplotlib Figure
     image : ndarray, shape (H, W, 3), uint8
         The input image as it was before preprocessing.
-    field : dict
-        From :func:`effective_field`.
+    energy : ndarray, shape (H, W)
+        The unit's squared input gradient, summed over channels (and images).
+    window : ((int, int), (int, int))
+        The unit's theoretical window, rows and columns (:func:`field_interval`), drawn
+        dashed red.
+    side : int
+        The side of the square around the window's centre that holds ``fraction`` of the
+        energy (:func:`centred_extent`), drawn solid.
     """
-    energy, window, centre, side = (field[k] for k in ("energy", "window", "centre", "side"))
     (top, bottom), (left, right) = window
-    rf = bottom - top + 1
+    rf, centre = bottom - top + 1, ((top + bottom) / 2, (left + right) / 2)
     axes = fig.subplots(1, 3, gridspec_kw=dict(width_ratios=[1, 1, 1.25]))
     theory = dict(edgecolor="tab:red", linestyle="--", linewidth=1.5)
-    effective = dict(edgecolor="white", linewidth=1.5)
     magnitude = np.sqrt(energy)  # (H, W) length of the gradient at each pixel
-    views = ((image, f"input, the unit's window ({rf} px, red)"),
-             (magnitude, "|gradient| of the unit"))
-    for ax, (picture, title) in zip(axes[:2], views):
+    views = ((image, f"input, the unit's window ({rf} px, red)", "black"),
+             (magnitude, "|gradient| of the unit", "white"))
+    for ax, (picture, title, colour) in zip(axes[:2], views):
         # a few very large values would leave everything else black
         ax.imshow(picture, cmap="magma", vmax=None if picture is image
                   else np.percentile(magnitude, 99.7))
         _square(ax, centre, rf, **theory)
-        _square(ax, centre, side, **(effective if picture is not image else
-                                     dict(effective, edgecolor="black")))
+        _square(ax, centre, side, edgecolor=colour, linewidth=1.5)
         ax.set_xlim(min(left, 0) - 10, max(right, image.shape[1] - 1) + 10)
         ax.set_ylim(max(bottom, image.shape[0] - 1) + 10, min(top, 0) - 10)
         ax.set_title(title, fontsize=9)
@@ -146,7 +131,7 @@ def draw_receptive_field(fig, image, field):
             label=f"Gaussian, same mean and spread (sd {std:.0f} px)")
     ax.axvspan(left, right, color="tab:red", alpha=0.08, label=f"theoretical window, {rf} px")
     ax.axvspan(centre[1] - side / 2, centre[1] + side / 2, color="0.5", alpha=0.15,
-               label=f"{field['fraction']:.0%} of the energy, {side} px")
+               label=f"{fraction:.0%} of the energy, {side} px")
     ax.set_xlim(min(left, 0) - 10, max(right, image.shape[1] - 1) + 10)
     ax.set_xlabel("input column", fontsize=8)
     ax.tick_params(labelsize=7)
@@ -155,10 +140,15 @@ def draw_receptive_field(fig, image, field):
     return fig
 
 
-def receptive_field_example(size=448, channel=1, seed=0):
+def receptive_field_example(size=448, channel=1, seed=0, fraction=0.95):
     """The shipped model's ``score_fr`` unit nearest the centre of a synthetic image.
 
-    Returns ``(image, field)`` for :func:`draw_receptive_field`.
+    Returns
+    -------
+    image : ndarray (H, W, 3) uint8
+    energy, window, side
+        As :func:`draw_receptive_field` takes them: the unit's squared input gradient summed
+        over channels, its theoretical window, the side holding ``fraction`` of the energy.
     """
     from ..data.synthetic import make_sample
     from ..models.io import load_model
@@ -170,12 +160,15 @@ def receptive_field_example(size=448, channel=1, seed=0):
     x = preprocess(image, model.preprocessing)  # (1, 3, H, W)
     rows = blob_rows(model.variant, size, size, model.num_classes, model.width, model.pad)
     middle = {r["name"]: r for r in rows}["score_fr"]["shape"][1] // 2
-    return image, effective_field(model, x, channel, middle, middle)
+    dx = unit_input_gradient(model, x, "score_fr", channel, middle, middle)  # (1, 3, H, W)
+    energy = (np.asarray(dx, dtype=np.float64) ** 2).sum(axis=(0, 1))  # (H, W)
+    window = (field_interval(model.specs, "score_fr", middle),) * 2  # rows, columns
+    centre = tuple((first + last) / 2 for first, last in window)
+    return image, energy, window, centred_extent(energy, centre, fraction)
 
 
 def receptive_field_figure(path, size=448):
     """:func:`draw_receptive_field` for :func:`receptive_field_example`, saved to ``path``."""
-    image, field = receptive_field_example(size)
-    fig = draw_receptive_field(Figure(figsize=(13, 4.2)), image, field)
+    fig = draw_receptive_field(Figure(figsize=(13, 4.2)), *receptive_field_example(size))
     fig.savefig(path, **PNG)
     return Path(path)

@@ -108,8 +108,9 @@ def draw_receptive_field(fig, image, energy, window, side, fraction=0.95):
     axes = fig.subplots(1, 3, gridspec_kw=dict(width_ratios=[1, 1, 1.25]))
     theory = dict(edgecolor="tab:red", linestyle="--", linewidth=1.5)
     magnitude = np.sqrt(energy)  # (H, W) length of the gradient at each pixel
-    views = ((image, f"input, the unit's window ({rf} px, red)", "black"),
-             (magnitude, "|gradient| of the unit", "white"))
+    inner = f"{fraction:.0%} of the energy, {side} px"
+    views = ((image, f"input; red: the unit's window, {rf} px\nblack: {inner}", "black"),
+             (magnitude, f"|gradient| of the unit\nwhite: {inner}", "white"))
     for ax, (picture, title, colour) in zip(axes[:2], views):
         # a few very large values would leave everything else black
         ax.imshow(picture, cmap="magma", vmax=None if picture is image
@@ -136,7 +137,7 @@ def draw_receptive_field(fig, image, energy, window, side, fraction=0.95):
     ax.set_xlabel("input column", fontsize=8)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7, loc="upper right")
-    fig.subplots_adjust(left=0.04, right=0.99, top=0.9, bottom=0.12, wspace=0.2)
+    fig.subplots_adjust(left=0.04, right=0.99, top=0.86, bottom=0.12, wspace=0.2)
     return fig
 
 

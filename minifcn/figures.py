@@ -20,6 +20,7 @@ DEFAULT_OUT = Path("docs") / "figures"
 # most of a second to import, and every other command of the CLI would pay it at start-up.
 FIGURES = {
     "conv_matrix.png": ("conv_matrix_figure", {}),
+    "receptive_field.png": ("receptive_field_figure", {}),
     "conv2d_k3_s1_p0.gif": ("conv2d_animation", {}),
     "conv_transpose2d_k3_s1_p0.gif": ("conv_transpose2d_animation", {}),
     "conv2d_k3_s2_p1.gif": ("conv2d_animation", {"input_hw": (5, 5), "stride": 2, "padding": 1}),

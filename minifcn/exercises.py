@@ -95,14 +95,13 @@ def _mismatch(answer, expected, atol, rtol):
 
 
 def _report(exercise, verdict, detail=""):
-    """Print the verdict's line; in strict mode refuse anything but right."""
+    """Print the verdict's line; in strict mode refuse anything but right. Returns None."""
     line = {RIGHT: f"Exercise {exercise}: right",
             NOT_YET: f"Exercise {exercise}: not yet answered (replace TODO above)",
             WRONG: f"Exercise {exercise}: wrong: {detail}"}[verdict]
     print(line)
     if verdict != RIGHT and os.environ.get("MINIFCN_EXERCISES") == "strict":
         raise ExerciseError(line)
-    return verdict
 
 
 def check(exercise, answer, expected=None, *, test=None, hint="", atol=1e-8, rtol=1e-6):
@@ -126,7 +125,9 @@ def check(exercise, answer, expected=None, *, test=None, hint="", atol=1e-8, rto
 
     Returns
     -------
-    verdict : {"right", "wrong", "not yet"}
+    None
+        The verdict is printed (a returned value would be shown a second time as the
+        cell's output).
     """
     if _unanswered(answer):
         return _report(exercise, NOT_YET)
@@ -161,8 +162,9 @@ def check_function(exercise, function, oracle, cases, *, hint="", atol=1e-8, rto
 
     Returns
     -------
-    verdict : {"right", "wrong", "not yet"}
-        "not yet" while ``function`` returns :data:`TODO` or raises NotImplementedError.
+    None
+        The verdict is printed; "not yet" while ``function`` returns :data:`TODO` or raises
+        NotImplementedError.
     """
     def fresh(args):
         return tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args)

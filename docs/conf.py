@@ -61,7 +61,9 @@ nb_execution_show_tb = True  # ... and its traceback is in the log
 nb_execution_in_temp = True  # whatever a notebook writes in its folder stays out of docs/
 nb_ipywidgets_js = {}  # no widget state is saved (still figures), and no scripts from a CDN
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-os.environ["MPLBACKEND"] = "Agg"
+# Jupyter's inline backend: plt.show() puts the figure into the cell's output (under Agg it
+# would draw nothing, and the page would lose its figures)
+os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
 os.environ["MINIFCN_STATIC_FIGURES"] = "1"
 os.environ.pop("MINIFCN_EXERCISES", None)
 

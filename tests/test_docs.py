@@ -126,6 +126,7 @@ def test_a_tiny_site_renders_formulas_outputs_and_folded_solutions(tmp_path):
         ("code", "# Exercise 1.1\nfrom minifcn.exercises import TODO, check\nanswer = TODO\n"
                  "check('1.1', answer, expected=6)"),
         ("md", SOLUTION),
+        ("code", "import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0])\nplt.show()"),
     )
     code, log, html = build_tiny_site(tmp_path, {"formulas.md": FORMULA_PAGE,
                                                   "exercise.ipynb": exercise})
@@ -137,8 +138,10 @@ def test_a_tiny_site_renders_formulas_outputs_and_folded_solutions(tmp_path):
     assert not raw_latex(formulas), raw_latex(formulas)
 
     page = (html / "exercise.html").read_text(encoding="utf-8")
-    assert "static figures: 1 | backend: Agg | exercises: None" in page, (
-        "the notebook kernel does not see the environment docs/conf.py sets")
+    assert ("static figures: 1 | backend: module://matplotlib_inline.backend_inline | "
+            "exercises: None") in page, "the notebook kernel does not see the environment docs/conf.py sets"
+    assert re.search(r'class="cell_output.*<img[^>]+src="[^"]+\.png"', page, re.S), (
+        "plt.show() left no figure in the page")
     assert VERDICT.findall(page) == [("1.1", "not yet")]
     (attributes, inside), = DETAILS.findall(page)
     assert "open" not in attributes, "a solution is shown unfolded"
@@ -209,7 +212,12 @@ def test_notebook_pages_show_outputs_unanswered_checks_and_folded_solutions(path
     nbformat = pytest.importorskip("nbformat")
     page = (site / "notebooks" / f"{path.stem}.html").read_text(encoding="utf-8")
     assert 'class="cell_output' in page, f"{path.name}: its page shows no outputs"
-    exercises = list(answer_cells(nbformat.read(path, as_version=4)))
+    nb = nbformat.read(path, as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    if re.search(r"plt\.show\(|explore\(", code):
+        assert re.search(r'class="cell_output.*<img', page, re.S), (
+            f"{path.name}: draws figures, but its page shows none")
+    exercises = list(answer_cells(nb))
     said = VERDICT.findall(page)
     assert sorted(e for e, _ in said) == sorted(exercises), (
         f"{path.name}: the page shows checks {said}; the notebook's exercises are {exercises}")

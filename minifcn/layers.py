@@ -153,10 +153,16 @@ class Conv2d(Layer):
     def route_args(self):
         return self.weight.data, self.stride, self.padding
 
-    def forward(self, x):
+    def forward(self, x, border=None):
+        """``border`` (FCN's trunk on the engine): a :class:`minifcn.engine.border.ConvBorder`,
+        the blank-image constant of this call, so that only what the image reaches is
+        computed. The book is never given one."""
         bias = self.bias.data if self.bias is not None else None
-        out, self.cache = self.ops.conv2d_forward(x, self.weight.data, bias, self.stride,
-                                                  self.padding, self.name)
+        args = (x, self.weight.data, bias, self.stride, self.padding, self.name)
+        if border is None:
+            out, self.cache = self.ops.conv2d_forward(*args)
+        else:
+            out, self.cache = self.ops.conv2d_forward(*args, border=border)
         return out
 
     def backward(self, dout, input_grad=True):

@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import layers as L
 from ..backend import get_array_module, to_device, to_host
+from ..engine.border import trunk_borders
 from ..errors import MinifcnError
 from ..init import bilinear_upsampling_weight
 from ..ops._util import check_float, check_input
@@ -112,14 +113,35 @@ class FCN:
 
     # ------------------------------------------------------------------ trunk
     def trunk_forward(self, x):
-        """VGG16 up to ``score_fr``. Returns ``(pool3, pool4, score_fr)``."""
+        """VGG16 up to ``score_fr``. Returns ``(pool3, pool4, score_fr)``.
+
+        On the engine every convolution is told its border (:meth:`trunk_borders`): the
+        parts of its output that are the blank-image constant, which it then does not compute.
+        """
         self._check_input(x)
-        kept = {}
+        kept, borders = {}, self.trunk_borders(x)
         for name in self.trunk_names:
-            x = self.layers[name](x)
+            layer = self.layers[name]
+            x = layer(x, borders[name]) if name in borders else layer(x)
             if name in ("pool3", "pool4"):
                 kept[name] = x
         return kept["pool3"], kept["pool4"], x
+
+    def trunk_borders(self, x):
+        """``{conv name: ConvBorder}`` for an input like ``x`` on the engine; ``{}`` on the book.
+
+        FCN pads ``conv1_1`` by 100: every activation whose receptive field lies wholly in
+        that padding is the blank image's response, one constant per channel
+        (:mod:`minifcn.engine.border`). Worked out afresh on every call, from the input's size
+        and the current weights (one matrix-vector product per layer).
+        """
+        if self.ops != "engine":
+            return {}
+        specs = [s for s in self.specs if s.trunk]
+        weights = {s.name: (self.layers[s.name].weight.data, self.layers[s.name].bias.data)
+                   for s in specs if s.op == "conv"}
+        random_dropout = self.training and self.dropout > 0
+        return trunk_borders(specs, weights, *x.shape[2:], self.xp, self.dtype, random_dropout)
 
     def trunk_backward(self, dscore_fr, skips, input_grad=True):
         """Back through the trunk; ``skips`` maps ``"pool3"``/``"pool4"`` to the gradient

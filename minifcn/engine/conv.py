@@ -103,15 +103,19 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True, name="conv2d
     x, weight, has_bias, stride, padding, out_shape, border = cache
     check_grad(dout, out_shape, name)
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
-    if border is not None:  # the weight gradient over the input-dependent positions only
+    route = backward_route(weight, stride, padding, input_grad)
+    if border is not None and route is banded_backward:
+        # the weight gradient over the box and frames only, plus one outer product for the
+        # constant; the input gradient needs no columns at all. (The stride-1 route gets its
+        # weight gradient from the unfolding its input gradient makes anyway: cheaper whole.)
         dweight = None
         if weight_grad:
             dweight = bordered_weight_grad(dout, x, weight, stride, padding, border, dbias)
         dx = None
         if input_grad:
-            dx = conv2d_backward(dout, cache[:-1] + (None,), True, False, name)[0]
+            dx = banded_backward(dout, x, weight, stride, padding, True, False)[0]
         return dx, dweight, dbias
-    if backward_route(weight, stride, padding, input_grad) is stride1_backward:
+    if route is stride1_backward:
         dx, dweight = stride1_backward(dout, x, weight, padding, weight_grad)
     else:
         dx, dweight = banded_backward(dout, x, weight, stride, padding, input_grad, weight_grad)

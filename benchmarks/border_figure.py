@@ -12,11 +12,9 @@ and the constant itself. The engine computes the first two and writes the third.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
 import numpy as np
 
-from benchmarks.report import FIGURES
+from benchmarks.report import FIGURES, save_figure
 from minifcn.engine.border import trunk_regions
 from minifcn.models.spec import network_specs
 
@@ -62,11 +60,7 @@ def border_figure(path):
                 "constant: the blank image's response"], loc="lower center", ncol=3, fontsize=8,
                frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv=None):

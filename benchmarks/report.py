@@ -155,6 +155,13 @@ def layer_chart(report, size, path):
     ax.set_title(f"FCN-8s {size}x{size}, forward+backward, per layer ({threads} CPU threads)")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path):
+    """Write a matplotlib figure (110 dpi), making its folder; close it; return the path."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

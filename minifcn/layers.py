@@ -116,6 +116,12 @@ class Layer:
         """What an op's ``route`` needs to choose: ``(weight, stride, padding)``, or nothing."""
         return ()
 
+    def blank(self, constant):
+        """This layer's output, per channel, where its whole window reads ``constant``
+        (shape (C,)): the blank-image response that the engine's trunk does not recompute
+        (:mod:`minifcn.engine.border`). The constant itself, unless the layer says otherwise."""
+        return constant
+
     def backward_check(self):
         if self.cache is None:
             raise RuntimeError(f"{self.name}: backward called before forward (or after a "
@@ -152,6 +158,11 @@ class Conv2d(Layer):
 
     def route_args(self):
         return self.weight.data, self.stride, self.padding
+
+    def blank(self, constant):
+        """``bias + (weight summed over its taps) @ constant``: every tap reads ``constant``."""
+        out = self.weight.data.sum(axis=(2, 3)) @ constant  # (C_out, C_in) @ (C_in,)
+        return out if self.bias is None else out + self.bias.data
 
     def forward(self, x, border=None):
         """``border`` (FCN's trunk on the engine): a :class:`minifcn.engine.border.ConvBorder`,
@@ -237,6 +248,9 @@ class ReLU(Layer):
     def __init__(self, name, inplace=False, ops="book"):
         super().__init__(name, ops)
         self.inplace = inplace
+
+    def blank(self, constant):
+        return get_array_module(constant).maximum(constant, 0)
 
     def forward(self, x):
         if self.ops is engine:  # keyword-only options that only the engine's ReLU takes

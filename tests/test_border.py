@@ -16,6 +16,7 @@ import pytest
 
 from minifcn import ops as book
 from minifcn.engine.border import ConvBorder, Region, Span, trunk_borders, trunk_regions
+from minifcn.layers import Conv2d, MaxPool2d, ReLU
 from minifcn.models import MODELS
 from minifcn.models.coords import least_pad
 from minifcn.models.spec import network_specs
@@ -178,8 +179,20 @@ def test_trunk_borders_by_hand():
         name, op, kernel, stride, padding = "c", "conv", 1, 1, 1
 
     weight, bias = np.full((1, 3, 1, 1), 3.0), np.array([2.0])
-    border = trunk_borders([Spec()], {"c": (weight, bias)}, 2, 2, np, np.float64)["c"]
+    conv = Conv2d("c", weight, bias, 1, 1)
+    border = trunk_borders([Spec()], 2, 2, lambda name, c: conv.blank(c), np.zeros(3))["c"]
     assert border.out == Region(Span(4, 1, 3), Span(4, 1, 3))
     assert border.out_constant.tolist() == [2.0]
     out = book.conv2d_forward(np.ones((1, 3, 2, 2)), weight, bias, 1, 1)[0][0, 0]
     assert out[0, 0] == 2.0 and out[1, 1] == 11.0
+
+
+def test_a_layers_blank_response_is_its_output_on_a_constant_map():
+    rng = np.random.default_rng(3)
+    constant = rng.standard_normal(4)
+    x = np.broadcast_to(constant[:, None, None], (1, 4, 5, 6)).copy()
+    conv = Conv2d("c", rng.standard_normal((3, 4, 3, 3)), rng.standard_normal(3), 1, 1)
+    out = book.conv2d_forward(x, conv.weight.data, conv.bias.data, 1, 1)[0]
+    np.testing.assert_allclose(conv.blank(constant), out[0, :, 2, 3], rtol=1e-12)  # inside
+    np.testing.assert_array_equal(ReLU("r").blank(constant), np.maximum(constant, 0))
+    assert MaxPool2d("p", 2, 2, ceil_mode=True).blank(constant) is constant

@@ -188,31 +188,23 @@ class ConvBorder:
     out_constant: object
 
 
-def trunk_borders(specs, weights, height, width, xp, dtype, random_dropout=False):
+def trunk_borders(specs, height, width, blank, zeros, random_dropout=False):
     """``{conv name: ConvBorder}`` for the convolutions of a chain of layer specs.
 
-    ``weights`` maps each convolution's name to its ``(weight, bias)`` arrays (bias may be
-    None). The constants follow the blank image through the chain: zero for the image's
-    padding; a convolution's is ``bias + (weight summed over its taps) @ constant below``
-    (every tap of a window in the constant region reads the same vector), a ReLU's the
-    ReLU of it, a pooling's and an evaluation dropout's the same. One matrix-vector
-    product per layer: recomputed on every call, so a weight update is always seen.
+    ``blank(name, constant)`` is layer ``name``'s response to an input that is ``constant``
+    (shape (C,)) everywhere, its blank response (:meth:`minifcn.layers.Layer.blank`): for a
+    convolution ``bias + (weight summed over its taps) @ constant`` (every tap of a window in
+    the constant region reads the same vector), for a ReLU the ReLU of it, for pooling and
+    evaluation dropout the constant itself. ``zeros`` is the image's padding, shape (3,).
+    One matrix-vector product per layer: recomputed on every call, so a weight update is
+    always seen.
     """
     regions = trunk_regions(specs, height, width, random_dropout)
-    constant, region, borders = xp.zeros(3, dtype=dtype), regions["data"], {}
+    constant, region, borders = zeros, regions["data"], {}
     for spec in specs:
         out = regions[spec.name]
-        if out.is_whole:  # nothing constant left (random dropout, or a map the frames fill)
-            new = None
-        elif spec.op == "conv":
-            weight, bias = weights[spec.name]
-            new = weight.sum(axis=(2, 3)) @ constant  # (C_out, C_in) @ (C_in,)
-            if bias is not None:
-                new += bias
-        elif spec.op == "relu":
-            new = xp.maximum(constant, 0)
-        else:  # pooling, evaluation dropout
-            new = constant
+        # nothing constant left (random dropout, or a map the frames fill): no constant
+        new = None if out.is_whole or constant is None else blank(spec.name, constant)
         if spec.op == "conv":
             borders[spec.name] = ConvBorder(region, out, constant, new)
         region, constant = out, new

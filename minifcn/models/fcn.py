@@ -138,10 +138,13 @@ class FCN:
         if self.ops != "engine":
             return {}
         specs = [s for s in self.specs if s.trunk]
-        weights = {s.name: (self.layers[s.name].weight.data, self.layers[s.name].bias.data)
-                   for s in specs if s.op == "conv"}
         random_dropout = self.training and self.dropout > 0
-        return trunk_borders(specs, weights, *x.shape[2:], self.xp, self.dtype, random_dropout)
+
+        def blank(name, constant):
+            return self.layers[name].blank(constant)
+
+        return trunk_borders(specs, *x.shape[2:], blank, self.xp.zeros(3, dtype=self.dtype),
+                             random_dropout)
 
     def trunk_backward(self, dscore_fr, skips, input_grad=True):
         """Back through the trunk; ``skips`` maps ``"pool3"``/``"pool4"`` to the gradient

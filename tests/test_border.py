@@ -196,3 +196,50 @@ def test_a_layers_blank_response_is_its_output_on_a_constant_map():
     np.testing.assert_allclose(conv.blank(constant), out[0, :, 2, 3], rtol=1e-12)  # inside
     np.testing.assert_array_equal(ReLU("r").blank(constant), np.maximum(constant, 0))
     assert MaxPool2d("p", 2, 2, ceil_mode=True).blank(constant) is constant
+
+
+# ---- the input gradient only where the layer below reads it ------------------------------
+
+def test_box_input_grad_is_the_books_on_the_box_and_keeps_each_channels_sum():
+    from minifcn.engine.bordered import bordered_input_grad
+
+    model = random_model("fcn8s", "engine", 100)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 7, 10))
+    border = model.trunk_borders(x)["conv1_2"]
+    h, w = border.inp.shape
+    inp = rng.standard_normal((2, 2, h, w))
+    weight = rng.standard_normal((3, 2, 3, 3))
+    _, cache = book.conv2d_forward(inp, weight, None, 1, 1)
+    dout = rng.standard_normal((2, 3, h, w))
+    ref = book.conv2d_backward(dout, cache)[0]  # the book's whole input gradient
+    got = bordered_input_grad(dout, weight, (1, 1), border)
+    varying = np.zeros((h, w), bool)
+    for rows, cols in border.inp.pieces():
+        varying[rows, cols] = True
+    assert 0 < varying.sum() < varying.size  # both regions are there
+    np.testing.assert_allclose(got[:, :, varying], ref[:, :, varying], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got.sum(axis=(0, 2, 3)), ref.sum(axis=(0, 2, 3)), rtol=1e-10)
+    constant = got[:, :, ~varying]  # one value per channel there
+    np.testing.assert_array_equal(constant, constant[:1, :, :1] + 0 * constant)
+
+
+TRAINING_CASES = [("fcn8s", (1, 1), 100), ("fcn32s", (8, 9), 100),
+                  ("fcn8s", (57, 58), LEAST["fcn8s"]), ("fcn16s", (33, 20), 100)]
+
+
+@pytest.mark.parametrize("variant,size,pad", TRAINING_CASES)
+def test_training_backward_without_input_grad_equals_the_book(variant, size, pad):
+    # what the trainer runs: no input gradient, so conv1_2's is wanted only on the box
+    def grads(ops):
+        model = random_model(variant, ops, pad, dropout=0.0, width=1 / 32).train()
+        bias = model.layers["conv1_1"].bias
+        bias.data = np.abs(bias.data)  # relu1_1 passes the constant region's gradient on
+        rng = np.random.default_rng(12)
+        x = rng.standard_normal((2, 3, *size))
+        scores = model(x)
+        assert model.backward(rng.standard_normal(scores.shape), input_grad=False) is None
+        return [(n, p.grad) for n, p in model.named_parameters()]
+
+    for (name, a), (_, b) in zip(grads("engine"), grads("book")):
+        assert_same(a, b, name)

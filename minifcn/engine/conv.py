@@ -18,7 +18,8 @@ from __future__ import annotations
 from ..backend import get_array_module
 from ..ops._util import check_grad, pair
 from ..ops.conv import check_conv_args
-from .bordered import bordered_forward, bordered_weight_grad
+from .bordered import (box_input_grad_applies, bordered_forward, bordered_input_grad,
+                       bordered_weight_grad)
 from .bands import column_bands, conv_weight_grad, image_rows, multiply_into
 from .im2col import accumulate, col2im
 from .memory import scratch
@@ -90,7 +91,11 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True, name="conv2d
     :func:`backward_route`.
 
     Parameters and returns as the book's (``input_grad`` / ``weight_grad`` False: that
-    gradient is skipped and ``None`` returned in its place).
+    gradient is skipped and ``None`` returned in its place). ``input_grad="box"`` (FCN's
+    ``conv1_2`` in training, with a border): the input gradient is wanted only on the
+    input's box and frames and as per-channel sums elsewhere
+    (:func:`minifcn.engine.bordered.bordered_input_grad`); without a border it is the whole
+    one. The book takes ``"box"`` as True.
 
     Notes
     -----
@@ -103,6 +108,13 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True, name="conv2d
     x, weight, has_bias, stride, padding, out_shape, border = cache
     check_grad(dout, out_shape, name)
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
+    if input_grad == "box" and box_input_grad_applies(border, stride, padding, weight.shape[2:]):
+        # the layer below reads the input gradient only on its box and frames, and its sums
+        dweight = None
+        if weight_grad:
+            dweight = bordered_weight_grad(dout, x, weight, stride, padding, border, dbias)
+        return bordered_input_grad(dout, weight, padding, border), dweight, dbias
+    input_grad = bool(input_grad)
     route = backward_route(weight, stride, padding, input_grad)
     if border is not None and route is banded_backward:
         # the weight gradient over the box and frames only, plus one outer product for the

@@ -149,12 +149,16 @@ class FCN:
     def trunk_backward(self, dscore_fr, skips, input_grad=True):
         """Back through the trunk; ``skips`` maps ``"pool3"``/``"pool4"`` to the gradient
         that the skip branches send to that blob. Returns the input gradient, or None when
-        ``input_grad`` is False (training needs none: conv1_1 then skips it)."""
-        d = dscore_fr
+        ``input_grad`` is False (training needs none: conv1_1 then skips it, and conv1_2's
+        input gradient is then wanted only where relu1_1 and conv1_1 read it: ``"box"``)."""
+        d, conv1_2 = dscore_fr, self.trunk_names[2]
         for name in reversed(self.trunk_names[1:]):
             if name in skips:
                 d = d + skips[name]  # the blob fed both the trunk and a skip branch
-            d = self.layers[name].backward(d)
+            if name == conv1_2 and not input_grad:
+                d = self.layers[name].backward(d, "box")
+            else:
+                d = self.layers[name].backward(d)
         return self.layers[self.trunk_names[0]].backward(d, input_grad)  # conv1_1
 
     def skip_forward(self, pool, blob, reference):

@@ -178,7 +178,7 @@ class Conv2d(Layer):
 
     def backward(self, dout, input_grad=True):
         """``input_grad=False`` (a net's first layer) skips the gradient of the input and
-        returns None; ``"box"`` (the engine, FCN's conv1_2 in training) wants it exact only
+        returns None; ``"box"`` (the engine, FCN's trunk in training) wants it exact only
         on the input's box and frames (:func:`minifcn.engine.conv.conv2d_backward`); a frozen
         weight's gradient is never computed."""
         dx, dweight, dbias = self.ops.conv2d_backward(dout, self.backward_check(), input_grad,

@@ -228,9 +228,14 @@ TRAINING_CASES = [("fcn8s", (1, 1), 100), ("fcn32s", (8, 9), 100),
                   ("fcn8s", (57, 58), LEAST["fcn8s"]), ("fcn16s", (33, 20), 100)]
 
 
-@pytest.mark.parametrize("variant,size,pad", TRAINING_CASES)
-def test_training_backward_without_input_grad_equals_the_book(variant, size, pad):
-    # what the trainer runs: no input gradient, so conv1_2's is wanted only on the box
+@pytest.mark.parametrize("variant,size,pad,everywhere", [
+    *[(*case, False) for case in TRAINING_CASES], ("fcn8s", (12, 9), 100, True)])
+def test_training_backward_without_input_grad_equals_the_book(variant, size, pad, everywhere,
+                                                               monkeypatch):
+    if everywhere:  # every convolution with a constant below takes the box route, pays or not
+        monkeypatch.setattr("minifcn.engine.bordered.BOX_SHARE", 0.0)
+    # what the trainer runs: no input gradient, so the trunk's convolutions want theirs only
+    # on the box and frames (and the sums elsewhere)
     def grads(ops):
         model = random_model(variant, ops, pad, dropout=0.0, width=1 / 32).train()
         bias = model.layers["conv1_1"].bias

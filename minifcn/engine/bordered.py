@@ -11,12 +11,13 @@ frames), and what the constants are. These functions use that:
 - :func:`bordered_weight_grad`: ``dW = sum_o dout[o] cols[o]^T`` over the input-dependent
   positions only, plus one outer product for all the others, whose columns are all the same
   vector (the constant below, at every tap): ``(sum of dout there) x (constant patch)``;
-- :func:`bordered_input_grad`: for the one layer whose input gradient is needed only on
-  the input's box and frames, and as per-channel sums elsewhere (``conv1_2`` in training:
-  below it are ``relu1_1``, whose mask is one value per channel on the constant, and
-  ``conv1_1``, which takes no input gradient, reads its ``dout`` on its box for the weight
-  gradient and only its sum for the bias): the stride-1 input gradient on those rectangles,
-  and each channel's mean elsewhere.
+- :func:`bordered_input_grad`: the input gradient when training takes none from the
+  network's input (``conv1_1`` takes none): then each layer below reads its ``dout`` only on
+  the box and frames and through per-channel sums over the rest (a ReLU's mask is one value
+  per channel on the constant; a pooling sends each window's gradient to one pixel; a
+  convolution's weight and bias gradients read sums there, and its input gradient on the
+  box and frames reads ``dout`` on its own box and frames only). So the input gradient is
+  computed on the box and frames, and each channel's remaining sum is spread as a mean.
 
 The first two return what the book returns, the third the book's input gradient on the box
 and frames and its per-channel sums (all tested in ``tests/test_border.py``).
@@ -109,12 +110,28 @@ def bordered_weight_grad(dout, x, weight, stride, padding, border, dout_sum=None
     return dweight.reshape(c_out, c_in, kh, kw)
 
 
-def box_input_grad_applies(border, stride, padding, kernel):
-    """True when :func:`bordered_input_grad` can stand in for the input gradient: a stride-1
-    layer padded less than its kernel, whose input has a constant region."""
-    return (border is not None and border.inp_constant is not None
+BOX_SHARE, BOX_SHARE_WIDE, WIDE_COLUMNS = 0.7, 0.4, 256
+
+
+def box_input_grad_applies(border, stride, padding, kernel, columns):
+    """True when :func:`bordered_input_grad` can stand in for the input gradient and pays.
+
+    It can for a stride-1 layer padded less than its kernel whose input has a constant
+    region. It pays where the constant is a large share of the input: at least
+    ``BOX_SHARE``, or ``BOX_SHARE_WIDE`` when the products dominate the unfolding (at least
+    ``WIDE_COLUMNS`` rows of columns, ``columns = C_in*kh*kw``). Measured (backward of one
+    layer, box / whole, one thread, CPU time on a loaded machine, alternating): full width
+    at 224x224, conv1_2 (constant share 0.71) 0.38, conv2_2 (0.65) 0.43, conv3_3 (0.49)
+    0.69, conv4_1 (0.40) 0.94, conv4_2 (0.28) 0.98, conv4_3 (0.17) 1.08; the demo's narrow
+    net, conv1_2 (0.82, 36 columns) 0.56, conv2_1 (0.78) 0.88, conv2_2 (0.73) 0.95, conv3_1
+    (0.63, 72 columns) 1.09, conv3_2 (0.54, 144 columns) 1.32.
+    """
+    if not (border is not None and border.inp_constant is not None
             and not border.inp.is_whole and tuple(stride) == (1, 1)
-            and padding[0] < kernel[0] and padding[1] < kernel[1])
+            and padding[0] < kernel[0] and padding[1] < kernel[1]):
+        return False
+    share = 1 - border.inp.varying_fraction()
+    return share >= BOX_SHARE or (share >= BOX_SHARE_WIDE and columns >= WIDE_COLUMNS)
 
 
 def bordered_input_grad(dout, weight, padding, border):
@@ -134,10 +151,12 @@ def bordered_input_grad(dout, weight, padding, border):
     dx : array, shape (N, C_in, H, W)
         The book's input gradient on ``border.inp.pieces()``; on the constant pieces the mean,
         per channel, of the book's values there (over the batch too): the same per-channel
-        sum over the whole map, all that a layer below can read from there if it is a ReLU
-        (one mask value per channel on the constant) and then a convolution that takes no
-        input gradient (its bias gradient is that sum; its weight gradient reads its ``dout``
-        only on its box and frames, and the sum).
+        sum over the whole map, which is all that the layers below read from there when no
+        input gradient of the network is wanted (the module's docstring). The same holds
+        when ``dout`` itself is exact only on the output's box and frames with the right
+        per-channel sums (the layer above took this route too): the rectangles read ``dout``
+        only on the output's box and frames, and the sums below only its sums and its edge
+        rows and columns, which are frames.
 
     Notes
     -----
@@ -153,7 +172,7 @@ def bordered_input_grad(dout, weight, padding, border):
     What it buys (the demo's narrow net, batch 4, ``conv1_2`` on 4 x 232 x 232, whose input
     box is 18 % of the map; one thread, CPU time on a loaded machine, alternating): the
     input gradient 3.6 to 1.4 ms, ``conv1_2``'s whole backward (with the bordered weight
-    gradient) 6.8 to 4.0 ms, the training step 0.97x.
+    gradient) 6.8 to 4.0 ms. Which layers take it: :func:`box_input_grad_applies`.
     """
     xp = get_array_module(dout)
     n, c_out, out_h, out_w = dout.shape

@@ -92,7 +92,7 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True, name="conv2d
 
     Parameters and returns as the book's (``input_grad`` / ``weight_grad`` False: that
     gradient is skipped and ``None`` returned in its place). ``input_grad="box"`` (FCN's
-    ``conv1_2`` in training, with a border): the input gradient is wanted only on the
+    trunk in training, with a border): the input gradient is wanted only on the
     input's box and frames and as per-channel sums elsewhere
     (:func:`minifcn.engine.bordered.bordered_input_grad`); without a border it is the whole
     one. The book takes ``"box"`` as True.
@@ -108,7 +108,8 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True, name="conv2d
     x, weight, has_bias, stride, padding, out_shape, border = cache
     check_grad(dout, out_shape, name)
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
-    if input_grad == "box" and box_input_grad_applies(border, stride, padding, weight.shape[2:]):
+    if input_grad == "box" and box_input_grad_applies(border, stride, padding, weight.shape[2:],
+                                                      weight[0].size):
         # the layer below reads the input gradient only on its box and frames, and its sums
         dweight = None
         if weight_grad:

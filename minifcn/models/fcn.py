@@ -75,6 +75,9 @@ class FCN:
         self.layers = {spec.name: self._build(spec, rng, seed) for spec in self.specs
                        if spec.op != "add"}
         self.trunk_names = [s.name for s in self.specs if s.trunk]
+        # the convolutions whose input gradient training wants only on the box (trunk_backward)
+        self.box_convs = {s.name for s in self.specs if s.trunk and s.op == "conv"} - {
+            self.trunk_names[0]}
         self.training = True
 
     def _build(self, spec, rng, seed):
@@ -149,16 +152,14 @@ class FCN:
     def trunk_backward(self, dscore_fr, skips, input_grad=True):
         """Back through the trunk; ``skips`` maps ``"pool3"``/``"pool4"`` to the gradient
         that the skip branches send to that blob. Returns the input gradient, or None when
-        ``input_grad`` is False (training needs none: conv1_1 then skips it, and conv1_2's
-        input gradient is then wanted only where relu1_1 and conv1_1 read it: ``"box"``)."""
-        d, conv1_2 = dscore_fr, self.trunk_names[2]
+        ``input_grad`` is False (training needs none: conv1_1 then skips it, and the
+        convolutions above want theirs only where the layers below read it: ``"box"``)."""
+        d, box = dscore_fr, self.box_convs if not input_grad else ()
         for name in reversed(self.trunk_names[1:]):
             if name in skips:
                 d = d + skips[name]  # the blob fed both the trunk and a skip branch
-            if name == conv1_2 and not input_grad:
-                d = self.layers[name].backward(d, "box")
-            else:
-                d = self.layers[name].backward(d)
+            layer = self.layers[name]
+            d = layer.backward(d, "box") if name in box else layer.backward(d)
         return self.layers[self.trunk_names[0]].backward(d, input_grad)  # conv1_1
 
     def skip_forward(self, pool, blob, reference):

@@ -248,3 +248,29 @@ def test_training_backward_without_input_grad_equals_the_book(variant, size, pad
 
     for (name, a), (_, b) in zip(grads("engine"), grads("book")):
         assert_same(a, b, name)
+
+
+# ---- the backward on the rectangle that the output gradient occupies ---------------------
+
+@pytest.mark.parametrize("shape,kernel,padding,rows,cols", [
+    ((2, 3, 11, 9), (3, 3), (1, 1), (2, 7), (3, 5)),  # inside, away from the edges
+    ((1, 2, 7, 10), (3, 2), (2, 0), (0, 4), (6, 9)),  # at the edges, padding wider than kh/2
+    ((2, 2, 8, 8), (7, 7), (0, 0), (1, 2), (0, 1)),  # fc6's kind: 7x7, no padding
+])
+def test_reach_backward_equals_the_books(shape, kernel, padding, rows, cols):
+    from minifcn.engine.reach import dout_reach, reach_backward
+
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal(shape)
+    weight = rng.standard_normal((3, shape[1], *kernel))
+    out, cache = book.conv2d_forward(x, weight, None, 1, padding)
+    dout = np.zeros(out.shape)
+    dout[:, :, slice(*rows), slice(*cols)] = rng.standard_normal(
+        (shape[0], 3, rows[1] - rows[0], cols[1] - cols[0]))
+    reach = dout_reach(dout)
+    assert reach == (slice(*rows), slice(*cols))  # the rectangle, found again from dout
+    dx, dweight = reach_backward(dout, x, weight, padding, reach)
+    ref_dx, ref_dweight, _ = book.conv2d_backward(dout, cache)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dweight, ref_dweight, rtol=1e-12, atol=1e-12)
+    assert dout_reach(np.zeros(out.shape)) is None

@@ -93,17 +93,12 @@ def bordered_weight_grad(dout, x, weight, stride, padding, border, dout_sum=None
         dout_sum = dout.sum(axis=(0, 2, 3))
     dweight, varying_sum = None, xp.zeros_like(dout_sum)
     for rows, cols in border.out.pieces():
-        width = cols.stop - cols.start
-        for out_rows, _, columns in column_bands(x, weight, stride, padding, reuse=True,
-                                                 rows=rows, cols=cols):
-            length = (out_rows.stop - out_rows.start) * width
-            d = dout[:, :, out_rows, cols].reshape(n, c_out, length)  # (N, C_out, L), a copy
-            dweight = accumulate(dweight, conv_weight_grad(d, columns))  # (C_out, C_in*kh*kw)
-            varying_sum += d.sum(axis=(0, 2))
-    if dweight is None:
+        dweight, piece_sum = rectangle_weight_grad(dweight, dout, x, weight, stride, padding,
+                                                   rows, cols)
+        varying_sum += piece_sum
+    if dweight is None:  # no input-dependent piece at all
         dweight = xp.zeros((c_out, c_in * kh * kw), dtype=dout.dtype)
-    elif not dweight.flags.c_contiguous:
-        dweight = xp.ascontiguousarray(dweight)
+    dweight = xp.ascontiguousarray(dweight)  # (C_out, C_in*kh*kw)
     if border.inp_constant is not None:
         patch = xp.repeat(border.inp_constant.astype(dout.dtype, copy=False), kh * kw)
         dweight += (dout_sum - varying_sum)[:, None] * patch[None, :]  # (C_out, C_in*kh*kw)
@@ -111,6 +106,22 @@ def bordered_weight_grad(dout, x, weight, stride, padding, border, dout_sum=None
 
 
 BOX_SHARE, BOX_SHARE_WIDE, WIDE_COLUMNS = 0.7, 0.4, 256
+
+
+def rectangle_weight_grad(dweight, dout, x, weight, stride, padding, rows, cols):
+    """``dweight`` (None or (C_out, C_in*kh*kw)) plus the weight gradient of the output
+    rectangle ``rows`` x ``cols`` alone; returns it and the sum of ``dout`` there, (C_out,)."""
+    n, c_out = dout.shape[:2]
+    sums = 0
+    for out_rows, _, columns in column_bands(x, weight, stride, padding, reuse=True,
+                                             rows=rows, cols=cols):
+        length = (out_rows.stop - out_rows.start) * (cols.stop - cols.start)
+        d = dout[:, :, out_rows, cols].reshape(n, c_out, length)  # (N, C_out, L), a copy
+        dweight = accumulate(dweight, conv_weight_grad(d, columns))  # (C_out, C_in*kh*kw)
+        sums = sums + d.sum(axis=(0, 2))
+    if dweight is None:
+        dweight = get_array_module(dout).zeros((c_out, weight[0].size), dtype=dout.dtype)
+    return dweight, sums
 
 
 def box_input_grad_applies(border, stride, padding, kernel, columns):

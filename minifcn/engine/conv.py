@@ -23,6 +23,7 @@ from .bordered import (box_input_grad_applies, bordered_forward, bordered_input_
 from .bands import column_bands, conv_weight_grad, image_rows, multiply_into
 from .im2col import accumulate, col2im
 from .memory import scratch
+from .reach import dout_reach, reach_backward, reach_pays
 from .stride1 import stride1_backward
 from .threads import split_work
 
@@ -116,6 +117,11 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True, name="conv2d
             dweight = bordered_weight_grad(dout, x, weight, stride, padding, border, dbias)
         return bordered_input_grad(dout, weight, padding, border), dweight, dbias
     input_grad = bool(input_grad)
+    # a gradient that is zero outside a rectangle (the final crop's reach): that rectangle only
+    reach = dout_reach(dout) if pair(stride) == (1, 1) else None
+    if reach_pays(reach, dout.shape, stride, padding, weight.shape[2:]):
+        dx, dweight = reach_backward(dout, x, weight, padding, reach, input_grad, weight_grad)
+        return dx, dweight, dbias
     route = backward_route(weight, stride, padding, input_grad)
     if border is not None and route is banded_backward:
         # the weight gradient over the box and frames only, plus one outer product for the

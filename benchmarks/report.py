@@ -21,6 +21,15 @@ def _ratio_cell(ratio, target):
     return f"{ratio:.2f}x ({verdict}, <= {target:g}x)"
 
 
+def target(targets, kind, size=None):
+    """The target ratio for ``kind`` at input ``size``: a number, or ``{size: ratio, "other":
+    ratio}`` where it depends on the size (results files of older runs hold plain numbers)."""
+    value = targets[kind]
+    if isinstance(value, dict):
+        return value.get(str(size), value["other"])
+    return value
+
+
 def _book_cells(book, ours):
     """The book's time, its ratio to the engine's, and its peak (``-`` where not measured)."""
     if book is None:
@@ -67,9 +76,11 @@ def table(report):
             else:
                 mem_ratio = ours["peak_rss"] / theirs["peak_rss"]
                 cells += [f"{theirs['seconds']:.2f}",
-                          _ratio_cell(ours["seconds"] / theirs["seconds"], targets[mode]),
+                          _ratio_cell(ours["seconds"] / theirs["seconds"], target(targets, mode, size)),
                           f"{ours['peak_rss'] / GB:.2f}", f"{theirs['peak_rss'] / GB:.2f}",
-                          _ratio_cell(mem_ratio, targets["memory"]),
+                          _ratio_cell(mem_ratio, target(targets, "memory_" + mode
+                                                          if "memory_" + mode in targets
+                                                          else "memory", size)),
                           f"{100 * gflop / ours['seconds'] / gemm:.0f}%",
                           f"{100 * gflop / theirs['seconds'] / gemm:.0f}%"]
             lines.append("| " + " | ".join(cells + _book_cells(book, ours)) + " |")
@@ -82,7 +93,7 @@ def table(report):
                   "| minifcn ms | PyTorch ms | time ratio | book ms | book / minifcn |",
                   "|---:|---:|---|---:|---|",
                   f"| {ours * 1e3:.0f} | " + (f"{theirs * 1e3:.0f} | "
-                                              + _ratio_cell(ours / theirs, targets["step"])
+                                              + _ratio_cell(ours / theirs, target(targets, "step"))
                                               if theirs else "- | -")
                   + (f" | {book * 1e3:.0f} | {book / ours:.1f}x |" if book else " | - | - |")]
     largest = max(report["fcn"], key=int, default=None)
@@ -144,6 +155,13 @@ def layer_chart(report, size, path):
     ax.set_title(f"FCN-8s {size}x{size}, forward+backward, per layer ({threads} CPU threads)")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path):
+    """Write a matplotlib figure (110 dpi), making its folder; close it; return the path."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -11,7 +11,8 @@ differentiates, and a five-point stencil with a large step measures its slope to
 The pins are wrappers around the layers' ``forward`` (the ops and the layers know nothing of
 them), for networks on either op set:
 
-- a pinned ReLU multiplies by the mask it recorded, ``x * (x0 > 0)``;
+- a pinned ReLU multiplies by the mask it recorded, ``x * (x0 > 0)``, and so does its
+  ``blank`` (the engine's blank-image constant of the trunk, :mod:`minifcn.engine.border`);
 - a pinned max-pool reads, in every window, the pixel that won it at ``x0``. The winners are
   the book's argmax (:func:`minifcn.ops.pool.max_pool2d_forward`), whichever op set the layer
   runs: the engine's pooling has the same tie rule and is tested equal to it.
@@ -42,12 +43,15 @@ def pinned_branches(model, at):
     pinned = [layer for layer in model.layers.values() if isinstance(layer, (ReLU, MaxPool2d))]
     for layer in pinned:
         layer.forward = _pinned_relu() if isinstance(layer, ReLU) else _pinned_pool(layer)
+        if isinstance(layer, ReLU):  # the engine's blank-image constants take ReLUs too
+            layer.blank = _pinned_relu()
     try:
         at()  # the first call of each wrapper records its branch
         yield model
     finally:
         for layer in pinned:
             del layer.forward  # the instance attribute goes, the class's method is back
+            layer.__dict__.pop("blank", None)
 
 
 def _pinned_relu():

@@ -116,6 +116,12 @@ class Layer:
         """What an op's ``route`` needs to choose: ``(weight, stride, padding)``, or nothing."""
         return ()
 
+    def blank(self, constant):
+        """This layer's output, per channel, where its whole window reads ``constant``
+        (shape (C,)): the blank-image response that the engine's trunk does not recompute
+        (:mod:`minifcn.engine.border`). The constant itself, unless the layer says otherwise."""
+        return constant
+
     def backward_check(self):
         if self.cache is None:
             raise RuntimeError(f"{self.name}: backward called before forward (or after a "
@@ -153,15 +159,28 @@ class Conv2d(Layer):
     def route_args(self):
         return self.weight.data, self.stride, self.padding
 
-    def forward(self, x):
+    def blank(self, constant):
+        """``bias + (weight summed over its taps) @ constant``: every tap reads ``constant``."""
+        out = self.weight.data.sum(axis=(2, 3)) @ constant  # (C_out, C_in) @ (C_in,)
+        return out if self.bias is None else out + self.bias.data
+
+    def forward(self, x, border=None):
+        """``border`` (FCN's trunk on the engine): a :class:`minifcn.engine.border.ConvBorder`,
+        the blank-image constant of this call, so that only what the image reaches is
+        computed. The book is never given one."""
         bias = self.bias.data if self.bias is not None else None
-        out, self.cache = self.ops.conv2d_forward(x, self.weight.data, bias, self.stride,
-                                                  self.padding, self.name)
+        args = (x, self.weight.data, bias, self.stride, self.padding, self.name)
+        if border is None:
+            out, self.cache = self.ops.conv2d_forward(*args)
+        else:
+            out, self.cache = self.ops.conv2d_forward(*args, border=border)
         return out
 
     def backward(self, dout, input_grad=True):
         """``input_grad=False`` (a net's first layer) skips the gradient of the input and
-        returns None; a frozen weight's gradient is never computed."""
+        returns None; ``"box"`` (the engine, FCN's trunk in training) wants it exact only
+        on the input's box and frames (:func:`minifcn.engine.conv.conv2d_backward`); a frozen
+        weight's gradient is never computed."""
         dx, dweight, dbias = self.ops.conv2d_backward(dout, self.backward_check(), input_grad,
                                                       self.weight.requires_grad, self.name)
         _store(self.weight, dweight)
@@ -231,6 +250,9 @@ class ReLU(Layer):
     def __init__(self, name, inplace=False, ops="book"):
         super().__init__(name, ops)
         self.inplace = inplace
+
+    def blank(self, constant):
+        return get_array_module(constant).maximum(constant, 0)
 
     def forward(self, x):
         if self.ops is engine:  # keyword-only options that only the engine's ReLU takes

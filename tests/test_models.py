@@ -49,6 +49,12 @@ def test_shape_table_for_500_matches_the_reference():
     assert 355e9 < total_flops < 370e9  # ~363 GFLOP, as measured elsewhere for FCN-8s at 500x500
     text = describe("fcn8s", 500, 500)
     assert "21 x 568 x 568" in text and "134,489,759 parameters" in text
+    # reach, by hand: conv1_1's windows 98..599 of 698 touch the image (pad 100); conv1_2
+    # reads one more on each side, and its zero padding makes frames of its edge rows/cols
+    assert rows["conv1_1"]["reach"] == pytest.approx(502 ** 2 / 698 ** 2)
+    assert rows["conv1_2"]["reach"] == pytest.approx((698 ** 2 - 696 ** 2 + 504 ** 2) / 698 ** 2)
+    assert rows["upscore8"]["reach"] is None and rows["data"]["reach"] == 1.0
+    assert "52%" in text.splitlines()[4]  # conv1_1's row
 
 
 @pytest.mark.parametrize("variant", list(MODELS))

@@ -58,7 +58,7 @@ def image_rows(h, kh, sh, ph, out_h):
     return first, max(first, last)
 
 
-def column_bands(x, weight, stride, padding, unfold=True, reuse=False):
+def column_bands(x, weight, stride, padding, unfold=True, reuse=False, rows=None, cols=None):
     """im2col of ``x``, one band of output rows at a time.
 
     Yields ``(out_rows, in_rows, cols)``: a slice of the output rows, the slice of the
@@ -72,49 +72,67 @@ def column_bands(x, weight, stride, padding, unfold=True, reuse=False):
     whose columns are ``x`` itself. With ``reuse=True`` every band is unfolded into the same
     buffer (:func:`minifcn.engine.memory.scratch`), valid only until the next band is asked
     for; keeping the bands (``list(column_bands(...))``) needs the default ``reuse=False``.
+
+    ``rows`` and ``cols`` (slices of the output) restrict the bands to that rectangle of the
+    output: the bands then hold ``band_rows * (cols.stop - cols.start)`` columns, and only
+    the input rows and columns their windows read are padded and unfolded (the border of
+    :mod:`minifcn.engine.bordered`: the input-dependent part of a map, without copying it out
+    first). ``rows`` replaces :func:`image_rows`.
     """
     xp = get_array_module(x)
     n, c_in, h, w = x.shape
     kh, kw = weight.shape[2:]
     (sh, sw), (ph, pw) = stride, padding
     out_h, out_w = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
-    if is_pointwise(weight, stride, padding):
+    whole = rows is None and (cols is None or (cols.start, cols.stop) == (0, out_w))
+    if whole and is_pointwise(weight, stride, padding):
         yield slice(0, h), slice(0, h), x.reshape(n, c_in, h * w)  # the pixels are the columns
         return
-    rows = band_rows(n, c_in * kh * kw, out_h, out_w, weight.nbytes, x.dtype.itemsize)
-    first, last = image_rows(h, kh, sh, ph, out_h)
+    c0, c1 = (0, out_w) if cols is None else (cols.start, cols.stop)
+    left, right = c0 * sw, (c1 - 1) * sw + kw  # padded columns [left, right) are read
+    lo_c = max(left, pw)  # the image's own columns among them, [lo_c, hi_c)
+    hi_c = max(lo_c, min(right, pw + w))
+    width = c1 - c0
+    band = band_rows(n, c_in * kh * kw, out_h, width, weight.nbytes, x.dtype.itemsize)
+    first, last = image_rows(h, kh, sh, ph, out_h) if rows is None else (rows.start, rows.stop)
     canvas = None  # one zero canvas per call, for every band
-    for r0 in range(first, last, rows):
-        r1 = min(r0 + rows, last)
+    for r0 in range(first, last, band):
+        r1 = min(r0 + band, last)
         top, bottom = r0 * sh, (r1 - 1) * sh + kh  # padded rows [top, bottom) are read
         if not unfold:
             yield slice(r0, r1), slice(top, bottom), None
             continue
-        lo, hi = max(top, ph), min(bottom, ph + h)  # the image's own rows among them, [lo, hi)
-        band = x[:, :, lo - ph:hi - ph]
+        lo = max(top, ph)  # the image's own rows among them, [lo, hi)
+        hi = max(lo, min(bottom, ph + h))
+        part = x[:, :, lo - ph:hi - ph, lo_c - pw:hi_c - pw]
         pad_top, pad_bottom = lo - top, bottom - hi
-        if pad_top or pad_bottom or pw:  # the band on zeros (as xp.pad, without its overhead)
+        if pad_top or pad_bottom or lo_c > left or hi_c < right:  # on zeros (as xp.pad, cheaper)
             if canvas is None:  # one zero canvas for every band: its side columns stay zero
-                canvas = xp.zeros((n, c_in, (rows - 1) * sh + kh, w + 2 * pw), dtype=x.dtype)
+                canvas = xp.zeros((n, c_in, (band - 1) * sh + kh, right - left), dtype=x.dtype)
             padded = canvas[:, :, :bottom - top]
             padded[:, :, :pad_top] = 0  # rows that an earlier band may have filled
             padded[:, :, pad_top + hi - lo:] = 0
-            padded[:, :, pad_top:pad_top + hi - lo, pw:pw + w] = band
-            band = padded
-        cols = None
+            padded[:, :, pad_top:pad_top + hi - lo, lo_c - left:hi_c - left] = part
+            part = padded
+        out = None
         if reuse:
-            cols = scratch("columns", (n, c_in * kh * kw, (r1 - r0) * out_w), x.dtype, xp)
-        yield slice(r0, r1), slice(top, bottom), im2col(band, (kh, kw), stride, 0, out=cols)
+            out = scratch("columns", (n, c_in * kh * kw, (r1 - r0) * width), x.dtype, xp)
+        yield slice(r0, r1), slice(top, bottom), im2col(part, (kh, kw), stride, 0, out=out)
 
 
-def multiply_into(out, out_rows, w2d, cols):
-    """``out[:, :, out_rows] = w2d @ cols``: (C_out, K) @ (N, K, band_rows*W_out)."""
+def multiply_into(out, out_rows, w2d, cols, out_cols=None):
+    """``out[:, :, out_rows, out_cols] = w2d @ cols``: (C_out, K) @ (N, K, band_rows*W_band).
+
+    ``out_cols`` (a slice, default every column) is the band's columns of the output."""
     n, c_out, _, out_w = out.shape
-    if n == 1:  # the product lands in the output's rows directly, no copy
+    whole = out_cols is None or (out_cols.start, out_cols.stop) == (0, out_w)
+    if n == 1 and whole:  # the product lands in the output's rows directly, no copy
         get_array_module(out).matmul(w2d, cols[0], out=out[0, :, out_rows].reshape(c_out, -1))
     else:  # one batched product (N small GEMMs in one call), then a copy
         rows = out_rows.stop - out_rows.start  # not -1: N may be 0
-        out[:, :, out_rows] = (w2d @ cols).reshape(n, c_out, rows, out_w)
+        out_cols = slice(0, out_w) if out_cols is None else out_cols
+        out[:, :, out_rows, out_cols] = (w2d @ cols).reshape(
+            n, c_out, rows, out_cols.stop - out_cols.start)
 
 
 def conv_weight_grad(dout, cols):

@@ -18,9 +18,12 @@ from __future__ import annotations
 from ..backend import get_array_module
 from ..ops._util import check_grad, pair
 from ..ops.conv import check_conv_args
+from .bordered import (box_input_grad_applies, bordered_forward, bordered_input_grad,
+                       bordered_weight_grad)
 from .bands import column_bands, conv_weight_grad, image_rows, multiply_into
 from .im2col import accumulate, col2im
 from .memory import scratch
+from .reach import dout_reach, reach_backward, reach_pays
 from .stride1 import stride1_backward
 from .threads import split_work
 
@@ -28,11 +31,14 @@ __all__ = ["conv2d_forward", "conv2d_backward", "conv_weight_grad", "banded_back
            "backward_route"]
 
 
-def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d"):
+def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d", *, border=None):
     """Replaces :func:`minifcn.ops.conv.conv2d_forward`: the same output, band by band.
 
     Parameters and returns as the book's; the cache holds ``x`` itself (no copy), not its
-    columns.
+    columns. ``border`` (keyword-only, a :class:`minifcn.engine.border.ConvBorder`: FCN's
+    trunk passes one) says which positions of the output are the blank-image constant: only
+    the others are computed (:func:`minifcn.engine.bordered.bordered_forward`), and the
+    backward's weight gradient uses it too.
 
     Notes
     -----
@@ -45,6 +51,11 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d"):
     xp = get_array_module(x)
     n, c_out = x.shape[0], weight.shape[0]
     w2d = weight.reshape(c_out, -1)  # (C_out, C_in*kh*kw)
+    if border is not None and border.out.is_whole:
+        border = None  # nothing constant: the plain route
+    if border is not None:
+        out = bordered_forward(x, weight, bias, (sh, sw), (ph, pw), border)
+        return out, (x, weight, bias is not None, (sh, sw), (ph, pw), out.shape, border)
     out = xp.empty((n, c_out, out_h, out_w), dtype=x.dtype)
     first, last = image_rows(x.shape[2], kh, sh, ph, out_h)
     out[:, :, :first] = 0  # rows that read only padding: the bands skip them
@@ -56,7 +67,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d"):
             out[:, c0:c1] += bias[c0:c1, None, None]
 
         split_work(add_bias, c_out, out.nbytes, xp)
-    cache = (x, weight, bias is not None, (sh, sw), (ph, pw), out.shape)
+    cache = (x, weight, bias is not None, (sh, sw), (ph, pw), out.shape, None)
     return out, cache
 
 
@@ -81,7 +92,11 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True, name="conv2d
     :func:`backward_route`.
 
     Parameters and returns as the book's (``input_grad`` / ``weight_grad`` False: that
-    gradient is skipped and ``None`` returned in its place).
+    gradient is skipped and ``None`` returned in its place). ``input_grad="box"`` (FCN's
+    trunk in training, with a border): the input gradient is wanted only on the
+    input's box and frames and as per-channel sums elsewhere
+    (:func:`minifcn.engine.bordered.bordered_input_grad`); without a border it is the whole
+    one. The book takes ``"box"`` as True.
 
     Notes
     -----
@@ -91,10 +106,35 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True, name="conv2d
     backward of ``conv1_2`` at 500x500 595 to 467 ms (item 12); folding straight into the
     gradient's rows, 64 -> 128 channels at 349x349 257-269 to 244-250 ms (item 17).
     """
-    x, weight, has_bias, stride, padding, out_shape = cache
+    x, weight, has_bias, stride, padding, out_shape, border = cache
     check_grad(dout, out_shape, name)
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
-    if backward_route(weight, stride, padding, input_grad) is stride1_backward:
+    if input_grad == "box" and box_input_grad_applies(border, stride, padding, weight.shape[2:],
+                                                      weight[0].size):
+        # the layer below reads the input gradient only on its box and frames, and its sums
+        dweight = None
+        if weight_grad:
+            dweight = bordered_weight_grad(dout, x, weight, stride, padding, border, dbias)
+        return bordered_input_grad(dout, weight, padding, border), dweight, dbias
+    input_grad = bool(input_grad)
+    # a gradient that is zero outside a rectangle (the final crop's reach): that rectangle only
+    reach = dout_reach(dout) if pair(stride) == (1, 1) else None
+    if reach_pays(reach, dout.shape, stride, padding, weight.shape[2:]):
+        dx, dweight = reach_backward(dout, x, weight, padding, reach, input_grad, weight_grad)
+        return dx, dweight, dbias
+    route = backward_route(weight, stride, padding, input_grad)
+    if border is not None and route is banded_backward:
+        # the weight gradient over the box and frames only, plus one outer product for the
+        # constant; the input gradient needs no columns at all. (The stride-1 route gets its
+        # weight gradient from the unfolding its input gradient makes anyway: cheaper whole.)
+        dweight = None
+        if weight_grad:
+            dweight = bordered_weight_grad(dout, x, weight, stride, padding, border, dbias)
+        dx = None
+        if input_grad:
+            dx = banded_backward(dout, x, weight, stride, padding, True, False)[0]
+        return dx, dweight, dbias
+    if route is stride1_backward:
         dx, dweight = stride1_backward(dout, x, weight, padding, weight_grad)
     else:
         dx, dweight = banded_backward(dout, x, weight, stride, padding, input_grad, weight_grad)

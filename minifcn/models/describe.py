@@ -1,4 +1,5 @@
-"""``minifcn describe``: every blob's shape, parameters, FLOPs, receptive field, coordinate map.
+"""``minifcn describe``: every blob's shape, parameters, FLOPs, receptive field, coordinate map
+and reach (the share the image's padding leaves input-dependent, :mod:`minifcn.engine.border`).
 
 Computed from the layer specs by size arithmetic alone (no arrays), so it answers instantly
 even for the full-width network at 500x500. ``--routes`` shows instead which function each
@@ -12,14 +13,19 @@ from ..cliargs import non_negative, number
 from ..errors import UsageError
 from .coords import (blob_sides, coordinate_maps, crop_offsets, least_pad, receptive_fields,
                      smallest_input)
+from ..engine.border import trunk_regions
 from .fcn import MODELS
 from .spec import MAX_CLASSES, MAX_WIDTH, REFERENCE_PAD, VARIANTS, network_specs
 
 
 def blob_rows(variant, height, width, num_classes=21, net_width=1.0, pad=REFERENCE_PAD):
-    """One dict per layer: name, op, shape (C, H, W), params, flops, rf, map, offset.
+    """One dict per layer: name, op, shape (C, H, W), params, flops, rf, map, offset, reach.
 
     FLOPs count a multiply-add as 2 (convolutions and transposed convolutions only).
+    ``reach`` is, for a blob of the trunk, the share of its positions that are not the
+    blank-image constant (the box the image reaches and the frames along the edges,
+    :mod:`minifcn.engine.border`): what the engine computes of it in evaluation. None for
+    the head's blobs, which are computed whole.
 
     Raises
     ------
@@ -37,8 +43,9 @@ def blob_rows(variant, height, width, num_classes=21, net_width=1.0, pad=REFEREN
                          f"{pad}: it needs at least {least}x{least} ({misfit_h or misfit_w} has "
                          f"no room); give a larger --size or a larger --pad")
     channels = {"data": 3}
+    regions = trunk_regions([s for s in specs if s.trunk], height, width)
     rows = [dict(name="data", op="input", shape=(3, height, width), params=0, flops=0,
-                 rf=1, map=maps["data"], offset=None)]
+                 rf=1, map=maps["data"], offset=None, reach=1.0)]
     for s in specs:
         c, params, flops = channels[s.bottom[0]], 0, 0
         h, w = heights[s.name], widths[s.name]
@@ -52,8 +59,17 @@ def blob_rows(variant, height, width, num_classes=21, net_width=1.0, pad=REFEREN
             params, c = s.in_channels * s.out_channels * s.kernel ** 2, s.out_channels
         channels[s.name] = c
         rows.append(dict(name=s.name, op=s.op, shape=(c, h, w), params=params, flops=flops,
-                         rf=fields[s.name][0], map=maps[s.name], offset=offsets.get(s.name)))
+                         rf=fields[s.name][0], map=maps[s.name], offset=offsets.get(s.name),
+                         reach=regions[s.name].varying_fraction() if s.name in regions else None))
     return rows
+
+
+def reached_flops(rows):
+    """The share of the trunk's convolution FLOPs that the engine computes: each layer's
+    FLOPs weighted by its ``reach`` (the rest is the blank-image constant)."""
+    trunk = [r for r in rows if r["op"] == "conv" and r["reach"] is not None]
+    total = sum(r["flops"] for r in trunk)
+    return sum(r["flops"] * r["reach"] for r in trunk) / total if total else 1.0
 
 
 def _checked_specs(variant, num_classes, net_width, pad):
@@ -77,18 +93,23 @@ def describe(variant, height, width, num_classes=21, net_width=1.0, pad=REFERENC
     out = [f"{variant}, input 3x{height}x{width}, {num_classes} classes, width {net_width:g}, "
            f"conv1_1 pad {pad}",
            f"{'layer':<14}{'op':<9}{'output (C x H x W)':<21}{'params':>9}{'FLOPs':>9}"
-           f"{'RF':>7}  {'coordinate map (x_in =)':<24}{'crop':>5}",
-           "-" * 100]
+           f"{'RF':>7}  {'coordinate map (x_in =)':<24}{'crop':>5}{'reach':>7}",
+           "-" * 107]
     for r in rows:
         c, h, w = r["shape"]
         rf = r["rf"]
         rf_text = str(int(rf)) if rf.denominator == 1 else f"{float(rf):.1f}"
+        reach = "" if r["reach"] is None else f"{r['reach']:.0%}"
         out.append(f"{r['name']:<14}{r['op']:<9}{f'{c} x {h} x {w}':<21}{_human(r['params']):>9}"
                    f"{_human(r['flops']):>9}{rf_text:>7}  {str(r['map']):<24}"
-                   f"{'' if r['offset'] is None else r['offset']:>5}")
-    out.append("-" * 100)
+                   f"{'' if r['offset'] is None else r['offset']:>5}"
+                   f"{reach:>7}")
+    out.append("-" * 107)
     total_p, total_f = sum(r["params"] for r in rows), sum(r["flops"] for r in rows)
     out.append(f"total: {total_p:,} parameters, {total_f / 1e9:.1f} GFLOP per forward pass")
+    out.append(f"reach: the share of a trunk blob that is not the blank-image constant (what "
+               f"the engine computes); {reached_flops(rows):.0%} of the trunk's convolution "
+               f"FLOPs")
     return "\n".join(out)
 
 
@@ -166,7 +187,9 @@ def add_describe_parser(sub):
         description="Walk the network's layers and print, for an input of the given size, the "
                     "shape of every blob, each layer's parameter count and FLOPs, its receptive "
                     "field and the affine map from its pixels to input pixels. The crop column "
-                    "shows the offsets derived from those maps (5, 9, 31 for FCN-8s).")
+                    "shows the offsets derived from those maps (5, 9, 31 for FCN-8s); the reach "
+                    "column, the share of each trunk blob that is not the blank-image constant of "
+                    "conv1_1's padding (what the engine computes).")
     p.add_argument("variant", choices=VARIANTS, help="which network")
     p.add_argument("--size", type=image_size, default=(500, 500),
                    help="input HxW, or N for NxN (default 500x500)")

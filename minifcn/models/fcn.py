@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import layers as L
 from ..backend import get_array_module, to_device, to_host
+from ..engine.border import trunk_borders
 from ..errors import MinifcnError
 from ..init import bilinear_upsampling_weight
 from ..ops._util import check_float, check_input
@@ -74,6 +75,9 @@ class FCN:
         self.layers = {spec.name: self._build(spec, rng, seed) for spec in self.specs
                        if spec.op != "add"}
         self.trunk_names = [s.name for s in self.specs if s.trunk]
+        # the convolutions whose input gradient training wants only on the box (trunk_backward)
+        self.box_convs = {s.name for s in self.specs if s.trunk and s.op == "conv"} - {
+            self.trunk_names[0]}
         self.training = True
 
     def _build(self, spec, rng, seed):
@@ -112,24 +116,50 @@ class FCN:
 
     # ------------------------------------------------------------------ trunk
     def trunk_forward(self, x):
-        """VGG16 up to ``score_fr``. Returns ``(pool3, pool4, score_fr)``."""
+        """VGG16 up to ``score_fr``. Returns ``(pool3, pool4, score_fr)``.
+
+        On the engine every convolution is told its border (:meth:`trunk_borders`): the
+        parts of its output that are the blank-image constant, which it then does not compute.
+        """
         self._check_input(x)
-        kept = {}
+        kept, borders = {}, self.trunk_borders(x)
         for name in self.trunk_names:
-            x = self.layers[name](x)
+            layer = self.layers[name]
+            x = layer(x, borders[name]) if name in borders else layer(x)
             if name in ("pool3", "pool4"):
                 kept[name] = x
         return kept["pool3"], kept["pool4"], x
 
+    def trunk_borders(self, x):
+        """``{conv name: ConvBorder}`` for an input like ``x`` on the engine; ``{}`` on the book.
+
+        FCN pads ``conv1_1`` by 100: every activation whose receptive field lies wholly in
+        that padding is the blank image's response, one constant per channel
+        (:mod:`minifcn.engine.border`). Worked out afresh on every call, from the input's size
+        and the current weights (one matrix-vector product per layer).
+        """
+        if self.ops != "engine":
+            return {}
+        specs = [s for s in self.specs if s.trunk]
+        random_dropout = self.training and self.dropout > 0
+
+        def blank(name, constant):
+            return self.layers[name].blank(constant)
+
+        return trunk_borders(specs, *x.shape[2:], blank, self.xp.zeros(3, dtype=self.dtype),
+                             random_dropout)
+
     def trunk_backward(self, dscore_fr, skips, input_grad=True):
         """Back through the trunk; ``skips`` maps ``"pool3"``/``"pool4"`` to the gradient
         that the skip branches send to that blob. Returns the input gradient, or None when
-        ``input_grad`` is False (training needs none: conv1_1 then skips it)."""
-        d = dscore_fr
+        ``input_grad`` is False (training needs none: conv1_1 then skips it, and the
+        convolutions above want theirs only where the layers below read it: ``"box"``)."""
+        d, box = dscore_fr, self.box_convs if not input_grad else ()
         for name in reversed(self.trunk_names[1:]):
             if name in skips:
                 d = d + skips[name]  # the blob fed both the trunk and a skip branch
-            d = self.layers[name].backward(d)
+            layer = self.layers[name]
+            d = layer.backward(d, "box") if name in box else layer.backward(d)
         return self.layers[self.trunk_names[0]].backward(d, input_grad)  # conv1_1
 
     def skip_forward(self, pool, blob, reference):

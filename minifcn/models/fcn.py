@@ -75,9 +75,10 @@ class FCN:
         self.layers = {spec.name: self._build(spec, rng, seed) for spec in self.specs
                        if spec.op != "add"}
         self.trunk_names = [s.name for s in self.specs if s.trunk]
-        # the convolutions whose input gradient training wants only on the box (trunk_backward)
-        self.box_convs = {s.name for s in self.specs if s.trunk and s.op == "conv"} - {
-            self.trunk_names[0]}
+        # the convolutions whose input gradient training wants only on the box (trunk_backward;
+        # the engine's option: the book always computes the whole gradient)
+        self.box_convs = set() if ops != "engine" else {
+            s.name for s in self.specs if s.trunk and s.op == "conv"} - {self.trunk_names[0]}
         self.training = True
 
     def _build(self, spec, rng, seed):

@@ -6,10 +6,12 @@ Jupyter write them, no outputs, execution counts or run-time metadata, the same 
 metadata, and exactly the notebooks the README's table lists. The command the docs give to
 clear a notebook is run as written and must bring an executed notebook back to that form.
 
-Every ``notebooks/*.ipynb`` is executed with nbclient in a fresh ``python3`` kernel, with
+Every ``notebooks/*.ipynb`` is executed twice with nbclient in a fresh ``python3`` kernel, with
 ``notebooks/`` as working directory, the repository root first on ``PYTHONPATH`` (the working
-tree's package, whatever is installed) and the Agg matplotlib backend. A failing cell fails the
-test with that cell's source and traceback.
+tree's package, whatever is installed), the Agg matplotlib backend and still figures instead of
+sliders: as committed, where every exercise check must say "not yet", and with every answer
+cell replaced by its solution (``tests/notebook_exercises.py``), where every check must say
+"right". A failing cell fails the test with that cell's source and traceback.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from notebook_exercises import answer_cells, solutions, verdicts, with_solutions
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -115,14 +118,35 @@ def test_the_documented_strip_command_restores_the_committed_notebooks(tmp_path)
     assert not changed, f"after the strip command these differ from the committed files: {changed}"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs(path, monkeypatch):
+def test_every_exercise_has_one_answer_cell_one_solution_and_a_check():
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        answers, code = answer_cells(nb), solutions(nb)
+        assert sorted(answers) == sorted(code), (
+            f"{path.name}: answer cells {sorted(answers)} but solutions {sorted(code)}")
+        number = str(int(path.name[:2]))
+        checked = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        for exercise, k in answers.items():
+            assert exercise.split(".")[0] == number, (
+                f"{path.name}: exercise {exercise} should be numbered {number}.M")
+            body = nb.cells[k].source
+            assert "TODO" in body or "NotImplementedError" in body, (
+                f"{path.name}: the answer cell of exercise {exercise} is already answered")
+            assert re.search(rf"check(_function)?\(\s*[\"']{re.escape(exercise)}[\"']", checked), (
+                f"{path.name}: nothing checks exercise {exercise}")
+
+
+def execute(nb, path, monkeypatch, strict):
+    """Run ``nb`` in a fresh kernel as the tests do; fail with the failing cell's text."""
     # the kernel inherits the environment; the working tree's package comes first on its path
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("MINIFCN_STATIC_FIGURES", "1")  # no one drags a slider here
+    if strict:
+        monkeypatch.setenv("MINIFCN_EXERCISES", "strict")
+    else:
+        monkeypatch.delenv("MINIFCN_EXERCISES", raising=False)
     path_entries = [str(ROOT), os.environ.get("PYTHONPATH")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in path_entries if p))
-    nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                                      resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
     failure = None
@@ -135,3 +159,31 @@ def test_notebook_runs(path, monkeypatch):
                    f"{ANSI.sub('', str(exc))}")
     if failure:
         pytest.fail(failure, pytrace=False)
+    return nb
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs_unanswered(path, monkeypatch):
+    """As a learner first opens it: every cell runs, every check says "not yet"."""
+    nb = execute(nbformat.read(path, as_version=4), path, monkeypatch, strict=False)
+    said = verdicts(nb)
+    expected = sorted(answer_cells(nb))
+    assert sorted(said) == expected, (
+        f"{path.name}: checks reported {sorted(said)}; exercises are {expected}")
+    answered = {e: v for e, v in said.items() if set(v) != {"not yet"}}
+    assert not answered, f"{path.name}: with no answers given, checks said {answered}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs_with_the_solutions(path, monkeypatch):
+    """With every answer cell replaced by its solution, every check says "right"."""
+    nb = with_solutions(nbformat.read(path, as_version=4))
+    nb = execute(nb, path, monkeypatch, strict=True)
+    said = verdicts(nb)
+    expected = sorted(answer_cells(nb))
+    assert sorted(said) == expected, (
+        f"{path.name}: checks reported {sorted(said)}; exercises are {expected}")
+    wrong = {e: v for e, v in said.items() if set(v) != {"right"}}
+    assert not wrong, f"{path.name}: with the solutions filled in, checks said {wrong}"

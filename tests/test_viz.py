@@ -90,3 +90,22 @@ def test_figures_command(tmp_path, capsys):
         parser.parse_args(["figures", "--only", "nope.png"])
     with pytest.raises(ValueError, match="nope.png"):
         make_figures(tmp_path, ["nope.png"])
+
+
+def test_explore_draws_one_still_figure_at_the_defaults(monkeypatch):
+    from minifcn.viz.explore import explore, interactive
+
+    monkeypatch.setenv("MINIFCN_STATIC_FIGURES", "1")
+    assert not interactive()
+    calls = []
+    explore(lambda k, s, mode: calls.append((k, s, mode)), defaults=dict(k=3),
+            k=(1, 7), s=(1, 4), mode=["full", "same"])
+    assert calls == [(3, 1, "full")]  # k from the defaults, s its lowest, mode its first choice
+
+
+def test_explore_refuses_a_default_without_a_control(monkeypatch):
+    from minifcn.viz.explore import explore
+
+    monkeypatch.setenv("MINIFCN_STATIC_FIGURES", "1")
+    with pytest.raises(ValueError, match=r"\['p'\] have no control"):
+        explore(lambda k: None, defaults=dict(p=1), k=(1, 3))

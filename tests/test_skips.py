@@ -1,11 +1,14 @@
 """The skip comparison: its presets, its shipped checkpoints, and how it summarises seeds."""
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from minifcn.data.synthetic import SyntheticShapes
+from minifcn.engine.memory import cpu_threads
 from minifcn.errors import UsageError
+from minifcn.models import load_model
 from minifcn.train import evaluate, preset
 from minifcn.train import experiment
 from minifcn.train.demo import TEST_SEED
@@ -65,3 +68,25 @@ def test_a_finished_run_is_reused_and_another_one_refused(tmp_path, monkeypatch)
         assert np.array_equal(a.data, b.data), name
     with pytest.raises(UsageError):  # other settings: the folder holds another run
         experiment.train_or_reuse(config.replace(seed=1), tmp_path, progress=False)
+
+
+# What each .md says the first 20 held-out test images score; measured once when the
+# checkpoints were made, read back from the .md so the text and this test cannot part.
+SCORED = re.compile(r"On the first 20 of those images: mean IU ([\d.]+) %, boundary accuracy "
+                    r"([\d.]+) %")
+
+
+@pytest.mark.parametrize("variant", experiment.VARIANTS)
+def test_shipped_checkpoint_scores_what_its_note_says(variant):
+    note = (ASSETS / f"{variant}_skips.md").read_text()
+    found = SCORED.search(" ".join(note.split()))
+    assert found, f"{variant}_skips.md: no line 'On the first 20 of those images: ...'"
+    mean_iu, band = (float(v) / 100 for v in found.groups())
+    model = load_model(experiment.shipped_skips_path(variant), ops="engine")
+    assert model.variant == variant and model.pad == 81
+    test = SyntheticShapes(20, 96, seed=TEST_SEED)
+    with cpu_threads(1):  # as they were measured; a net this narrow gains nothing from more
+        scores = evaluate(model, test)["mean_iu"], experiment.boundary_accuracy(model, test)
+    # 0.2 points: the engine may sum in another order on another machine, which can flip
+    # the argmax of a few pixels whose two best scores tie to float precision
+    assert scores == pytest.approx((mean_iu, band), abs=0.002)

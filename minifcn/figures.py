@@ -6,7 +6,8 @@
     minifcn figures --out /tmp/figs
 
 Every picture is computed, none is drawn by hand: the numbers in the cells come from
-:mod:`minifcn.ops`, so the figures cannot drift from the code.
+:mod:`minifcn.ops`, the predictions from the checkpoints shipped in ``minifcn/assets``, so
+the figures cannot drift from the code.
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ FIGURES = {
     "zero_insertion.png": ("zero_insertion_figure", {}),
     "not_inverse.png": ("not_inverse_figure", {}),
     "bilinear.png": ("bilinear_figure", {}),
+    # the shipped skips-* checkpoints on held-out images; docs/experiments.md, notebook 06
+    "skips.png": ("skip_comparison_figure", {}),
 }
 
 

@@ -6,7 +6,8 @@
     minifcn figures --out /tmp/figs
 
 Every picture is computed, none is drawn by hand: the numbers in the cells come from
-:mod:`minifcn.ops`, so the figures cannot drift from the code.
+:mod:`minifcn.ops`, the predictions from the checkpoints shipped in ``minifcn/assets``, so
+the figures cannot drift from the code.
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ FIGURES = {
     "not_inverse.png": ("not_inverse_figure", {}),
     "bilinear.png": ("bilinear_figure", {}),
     "checkerboard.png": ("checkerboard_figure", {}),
+    # the shipped skips-* checkpoints on held-out images; docs/experiments.md, notebook 06
+    "skips.png": ("skip_comparison_figure", {}),
 }
 
 

@@ -109,3 +109,45 @@ def test_explore_refuses_a_default_without_a_control(monkeypatch):
     monkeypatch.setenv("MINIFCN_STATIC_FIGURES", "1")
     with pytest.raises(ValueError, match=r"\['p'\] have no control"):
         explore(lambda k: None, defaults=dict(p=1), k=(1, 3))
+
+
+def test_error_picture_paints_wrong_pixels_by_where_they_are():
+    from minifcn.viz import error_picture
+
+    label = np.array([[0, 0, 1, 1], [0, 0, 1, 255]])
+    prediction = np.array([[0, 1, 1, 0], [0, 0, 0, 0]])
+    band = np.array([[False, True, True, False], [False, True, True, False]])
+    picture = error_picture(prediction, label, band)
+    black, dark_red = (0, 0, 0), (128, 0, 0)  # VOC colours of classes 0 and 1
+    magenta, cyan = (255, 0, 255), (0, 230, 255)  # wrong in the band, wrong elsewhere
+    expected = np.array([[black, magenta, dark_red, cyan],
+                         [black, black, magenta, black]], dtype=np.uint8)  # void is never wrong
+    assert np.array_equal(picture, expected)
+
+
+def test_coarse_map_is_score_fr_at_its_own_size():
+    from minifcn.models import FCN32s
+    from minifcn.models.segment import coarse_segment_batch
+
+    model = FCN32s(5, 1 / 16, pad=81)
+    model.score_fr.bias.data[:] = [0, 0, 0, 1, 0]  # its weights start at zero: class 3 wins
+    coarse = coarse_segment_batch(model, np.zeros((2, 96, 100, 3), np.uint8))
+    # 96 + 2*81 - 2 = 256, pooled with ceil to 128, 64, 32, 16, 8, fc6 (7x7) 2;
+    # 100 -> 260 -> 130, 65, 33, 17, 9 -> 3
+    assert coarse.shape == (2, 2, 3) and (coarse == 3).all()
+
+
+def test_skip_figure_draws_each_prediction_over_its_coarse_map():
+    from minifcn.data.synthetic import SyntheticShapes
+    from minifcn.models import FCN8s, FCN32s
+    from minifcn.viz import skip_figure
+
+    data = SyntheticShapes(2, 96, seed=3)
+    images, labels = (np.stack(a) for a in zip(data[0], data[1]))
+    models = {"a": FCN32s(5, 1 / 32, pad=81), "b": FCN8s(5, 1 / 32, pad=81)}
+    fig = skip_figure(models, images, labels)
+    axes = np.array(fig.axes).reshape(4, 4)  # two rows per image, input | truth | a | b
+    shapes = [[ax.images[0].get_array().shape if ax.images else None for ax in row] for row in axes]
+    assert shapes[0] == shapes[2] == [(96, 96, 3)] * 4
+    assert shapes[1] == shapes[3] == [None, None, (2, 2, 3), (2, 2, 3)]
+    assert [ax.get_title() for ax in axes[0]] == ["input", "ground truth", "a", "b"]

@@ -179,6 +179,22 @@ class TrainConfig:
 # batches (those are drawn from (seed, iteration)), so "held-out" means held out.
 SYNTHETIC_VAL_SEED = 10_000
 
+
+def _skips_preset(variant):
+    """The recipe of the skip comparison, for one variant.
+
+    One conv1_1 padding every variant allows (81, FCN-32s' least), so the three nets differ
+    in their skips alone; one budget of iterations (not minutes, so a busy machine cannot
+    favour one of them); the ``shipped`` optimiser (poly decay to zero at the last iteration).
+    The budget, 3,000 iterations, was set by the clock: about 0.09 s per iteration on one
+    core, so the nine runs of the table (three variants, three seeds) take about 45 minutes
+    of one core, validation included.
+    """
+    return TrainConfig(variant=variant, width=1 / 16, pad=81, dropout=0.0, image_size=96,
+                       batch_size=4, lr=5e-2, warmup=50, schedule="poly", iterations=3000,
+                       val_every=500, checkpoint_every=1000, val_images=100, score_init_std=0.05)
+
+
 PRESETS = {
     # minifcn demo: a narrow FCN-8s from scratch, a few minutes on 2 CPU cores
     "demo": TrainConfig(variant="fcn8s", width=1 / 16, pad=69, dropout=0.0, image_size=96,
@@ -189,6 +205,9 @@ PRESETS = {
     "shipped": TrainConfig(variant="fcn8s", width=1 / 16, pad=69, dropout=0.0, image_size=96,
                            batch_size=4, lr=5e-2, warmup=50, schedule="poly", iterations=36_000,
                            val_every=2000, checkpoint_every=1000, val_images=200, score_init_std=0.05),
+    # the three checkpoints of "do skips help?" (minifcn/assets/fcn{32,16,8}s_skips.md): one
+    # narrow net trained alike, differing only in the variant (_skips_preset)
+    **{f"skips-{variant}": _skips_preset(variant) for variant in ("fcn32s", "fcn16s", "fcn8s")},
     # seconds, for tests
     "quick": TrainConfig(variant="fcn8s", width=1 / 32, pad=69, dropout=0.0, image_size=64,
                          batch_size=2, lr=2e-2, warmup=5, iterations=20, val_every=10,

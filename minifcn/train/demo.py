@@ -26,9 +26,9 @@ SHIPPED = "fcn8s_synthetic.npz"
 TEST_SEED = 20_000  # neither training batches nor the training run's validation images
 
 
-def shipped_checkpoint():
-    """Path of the checkpoint shipped in ``minifcn/assets`` (``None`` if absent)."""
-    path = Path(str(resources.files("minifcn") / "assets" / SHIPPED))
+def shipped_checkpoint(name=SHIPPED):
+    """Path of the checkpoint ``name`` shipped in ``minifcn/assets`` (``None`` if absent)."""
+    path = Path(str(resources.files("minifcn") / "assets" / name))
     return path if path.exists() else None
 
 

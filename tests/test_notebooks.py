@@ -163,27 +163,19 @@ def execute(nb, path, monkeypatch, strict):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["unanswered", "solved"])
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs_unanswered(path, monkeypatch):
-    """As a learner first opens it: every cell runs, every check says "not yet"."""
-    nb = execute(nbformat.read(path, as_version=4), path, monkeypatch, strict=False)
+def test_notebook_runs(path, mode, monkeypatch):
+    """Unanswered, as a learner first opens it: every cell runs, every check says "not yet".
+    Solved, every answer cell replaced by its solution: every check says "right" (strict, so
+    a wrong or missing answer fails its cell)."""
+    solved = mode == "solved"
+    nb = nbformat.read(path, as_version=4)
+    nb = execute(with_solutions(nb) if solved else nb, path, monkeypatch, strict=solved)
     said = verdicts(nb)
     expected = sorted(answer_cells(nb))
     assert sorted(said) == expected, (
         f"{path.name}: checks reported {sorted(said)}; exercises are {expected}")
-    answered = {e: v for e, v in said.items() if set(v) != {"not yet"}}
-    assert not answered, f"{path.name}: with no answers given, checks said {answered}"
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs_with_the_solutions(path, monkeypatch):
-    """With every answer cell replaced by its solution, every check says "right"."""
-    nb = with_solutions(nbformat.read(path, as_version=4))
-    nb = execute(nb, path, monkeypatch, strict=True)
-    said = verdicts(nb)
-    expected = sorted(answer_cells(nb))
-    assert sorted(said) == expected, (
-        f"{path.name}: checks reported {sorted(said)}; exercises are {expected}")
-    wrong = {e: v for e, v in said.items() if set(v) != {"right"}}
-    assert not wrong, f"{path.name}: with the solutions filled in, checks said {wrong}"
+    verdict = "right" if solved else "not yet"
+    off = {e: v for e, v in said.items() if set(v) != {verdict}}
+    assert not off, f"{path.name} ({mode}): checks said {off}; each should say {verdict!r}"

@@ -52,8 +52,11 @@ def test_floats_and_arrays_within_tolerance(capsys):
     assert said(capsys, lambda: check("3.3", np.ones((3, 2)), expected=np.ones((2, 3)))) == "wrong"
     assert said(capsys, lambda: check("3.4", np.ones(3), expected=np.zeros(3))) == "wrong"
     assert said(capsys, lambda: check("3.5", "three", expected=np.zeros(3))) == "wrong"
+    assert said(capsys, lambda: check("3.6", 1.386, expected=np.log(4), hint="h")) == "wrong"
+    assert said(capsys, lambda: check("3.7", 1.386, expected=np.log(4), rtol=1e-3)) == "right"
     out = "".join(printed)
     assert "shape (3, 2), expected (2, 3)" in out and "largest difference 1" in out
+    assert "Exercise 3.6: wrong: close, but not to the precision asked" in out
 
 
 def test_open_answers_by_a_test(capsys):

@@ -56,8 +56,15 @@ class Preprocessing:
     def __post_init__(self):
         if self.channel_order not in ("RGB", "BGR"):
             raise ValueError(f"channel_order must be 'RGB' or 'BGR', not {self.channel_order!r}")
-        if len(self.mean) != 3 or (self.std is not None and len(self.std) != 3):
-            raise ValueError("mean and std need one value per channel (3)")
+        for field in ("mean", "std"):
+            values = getattr(self, field)
+            if values is None and field == "std":
+                continue
+            # A scalar has no len(): refuse it by name rather than broadcast it silently.
+            if np.ndim(values) != 1 or len(values) != 3:
+                found = (f"a scalar {values!r}" if np.ndim(values) == 0
+                         else f"shape {np.shape(values)}")
+                raise ValueError(f"{field}: expected one value per channel (3), got {found}")
         # Tuples of floats, so that specs read back from JSON compare equal to the presets.
         object.__setattr__(self, "scale", float(self.scale))
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))

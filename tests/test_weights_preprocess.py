@@ -83,6 +83,19 @@ def test_dict_round_trip_through_json():
         Preprocessing("GBR", 255.0, (0, 0, 0))
 
 
+def test_mean_and_std_need_one_value_per_channel():
+    # A scalar mean or std is refused by name (not broadcast, not a TypeError from len()).
+    with pytest.raises(ValueError, match=r"^mean: expected one value per channel \(3\), "
+                                         r"got a scalar 0\.5$"):
+        Preprocessing("RGB", 1.0, 0.5, (0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match=r"^std: expected one value per channel \(3\), "
+                                         r"got a scalar 0\.5$"):
+        Preprocessing("RGB", 1.0, (0.5, 0.5, 0.5), 0.5)
+    with pytest.raises(ValueError, match=r"^mean: .*got shape \(2,\)$"):
+        Preprocessing("RGB", 1.0, (0.5, 0.5))
+    assert Preprocessing("RGB", 1.0, (0.5, 0.5, 0.5), None).std is None
+
+
 def test_mixing_conventions_changes_the_input_a_lot():
     # The same image under two conventions: conv1_1 would see numbers of a different scale
     # and channel order -- the point of recording the convention with the weights.

@@ -13,7 +13,6 @@ Like the other viz modules, nothing here uses pyplot: each function returns a
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -23,7 +22,7 @@ from ..backend import to_host
 from ..data.palette import colorize, overlay, voc_colormap
 from ..models.coords import coordinate_maps
 from ..preprocess import preprocess, scratch_preprocessing
-from ..weights.download import cache_dir, lookup
+from ..weights.download import local_paths
 from .conv_figures import bilinear_upsample
 
 __all__ = ["BLOCK_ENDS", "block_mean", "features_figure", "released_weights",
@@ -171,7 +170,7 @@ def released_weights(name="fcn8s-heavy-pascal"):
     ``minifcn download`` writes the original file to :func:`minifcn.weights.cache_dir` and
     its conversion beside it, under the same name with the suffix ``.npz``.
     """
-    path = cache_dir() / Path(lookup(name).filename).with_suffix(".npz")
+    path = local_paths(name).npz
     return path if path.is_file() else None
 
 

@@ -38,7 +38,7 @@ from .transfer import (DEADLINE_ENV, STALL_TIMEOUT, ChecksumError, Clock, Deadli
                        record_path, transfer)
 
 __all__ = ["REGISTRY", "ChecksumError", "DeadlineError", "DownloadError", "Fetched",
-           "RemoteFile", "WrongContentError", "cache_dir", "download", "fetch", "lookup",
+           "RemoteFile", "WrongContentError", "cache_dir", "download", "fetch", "local_paths", "lookup",
            "verify"]
 
 BASE_ENV, HOME_ENV = "MINIFCN_DOWNLOAD_BASE", "MINIFCN_HOME"
@@ -119,6 +119,14 @@ def cache_dir() -> Path:
         return Path(os.environ[HOME_ENV]).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "minifcn"
+
+
+def local_paths(name, dest=None) -> Fetched:
+    """Where :func:`fetch` leaves a registry file in ``dest`` (default :func:`cache_dir`) and
+    where :func:`download` writes its conversion: ``(path, npz)``, nothing checked."""
+    entry = lookup(name)
+    path = (Path(dest) if dest is not None else cache_dir()) / entry.filename
+    return Fetched(path, path.with_suffix(".npz"))
 
 
 def lookup(name) -> RemoteFile:
@@ -233,9 +241,9 @@ def fetch(name, dest=None, base_url=None, progress=True, retries=3, deadline=Non
     if entry.checksum is None and (entry.format is None or entry.kind is None):
         raise ValueError(f"{entry.name}: neither a checksum nor a format and kind to verify "
                          "the download by")
-    dest = Path(dest) if dest is not None else cache_dir()
-    dest.mkdir(parents=True, exist_ok=True)
-    final, part = dest / entry.filename, dest / (entry.filename + ".part")
+    final = local_paths(entry, dest).path
+    final.parent.mkdir(parents=True, exist_ok=True)
+    part = final.with_name(entry.filename + ".part")
     if final.exists():
         try:
             verify(final, entry)
@@ -280,7 +288,7 @@ def download(name, dest=None, convert=True, **fetch_options) -> Fetched:
     if not convert:
         return Fetched(path, None)
     from .convert import convert as convert_file  # noqa: PLC0415 - keeps imports light
-    npz = path.with_suffix(".npz")
+    npz = local_paths(name, path.parent).npz
     if not npz.exists():
         convert_file(path, npz)
     return Fetched(path, npz)

@@ -139,14 +139,7 @@ def conv_weight_grad(dout, cols):
     """Replaces :func:`minifcn.ops.conv.conv_weight_grad`: the same sums, in the orientation
     OpenBLAS runs best.
 
-    Parameters
-    ----------
-    dout : array, shape (N, C_out, L)
-    cols : array, shape (N, K, L)
-
-    Returns
-    -------
-    dweight : array, shape (C_out, K); possibly a transposed view.
+    Parameters and returns as the book's; ``dweight`` may be a transposed view.
 
     Notes
     -----

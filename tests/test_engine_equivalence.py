@@ -22,6 +22,7 @@ from minifcn.engine import bands
 from minifcn.engine import conv as engine_conv
 from minifcn.engine import conv_transpose as engine_conv_transpose
 from minifcn.engine.stride1 import stride1_backward
+from minifcn.engine.winograd import winograd_pays
 from minifcn.gradcheck import well_separated
 from minifcn.init import bilinear_upsampling_weight
 from minifcn.models import MODELS
@@ -74,6 +75,7 @@ ROUTED = [
     (2, 3, 2, 1, 4, (1, 1), (10, 1), (5, 0)),  # every window misses the image
     (1, 3, 3, 8, 8, (7, 7), (1, 1), (0, 0)),  # fc6-like
     (1, 4, 2, 6, 9, (3, 2), (1, 1), (2, 0)),  # stride 1, narrowing, non-square kernel
+    (1, 256, 256, 9, 11, (3, 3), (1, 1), (1, 1)),  # enough channels: Winograd's forward
 ]
 RANDOM = [(g["n"], g["c_in"], g["c_out"], g["h"], g["w"], g["kernel"], g["stride"], g["padding"])
           for g in random_geometries(seed=71, count=24)]
@@ -117,6 +119,8 @@ def test_the_geometries_reach_every_route():
         x = np.empty((n, c_in, h, w))
         most_bands = max(most_bands, len(list(bands.column_bands(x, weight, stride, padding, unfold=False))))
     assert routes == {stride1_backward, engine_conv.banded_backward}
+    assert any(winograd_pays(np.empty((c_out, c_in) + kernel), stride, padding)
+               for _, c_in, c_out, _, _, kernel, stride, padding in ROUTED)
     assert most_bands >= 3
     assert bands.is_pointwise(np.empty((5, 6, 1, 1)), 1, 0)
     assert bands.image_rows(1, 1, 10, 5, 2) == (1, 1)  # ROUTED[6]: no row sees the image

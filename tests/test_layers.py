@@ -88,8 +88,10 @@ def test_routes_name_the_functions_each_pass_runs():
     narrowing = layers.Conv2d("conv1_2", np.zeros((4, 4, 3, 3)), np.zeros(4), 1, 1)
     widening = layers.Conv2d("conv2_1", np.zeros((8, 4, 3, 3)), np.zeros(8), 1, 1)
     assert narrowing.routes() == (book.conv2d_forward, book.conv2d_backward)
-    assert narrowing.routes("engine") == (engine.conv2d_forward, stride1_backward)
-    assert widening.routes("engine") == (engine.conv2d_forward, engine_conv.banded_backward)
+    assert narrowing.routes("engine") == (engine_conv.banded_forward, stride1_backward)
+    assert widening.routes("engine") == (engine_conv.banded_forward, engine_conv.banded_backward)
+    wide = layers.Conv2d("conv3_2", np.zeros((256, 256, 3, 3)), np.zeros(256), 1, 1)
+    assert wide.routes("engine") == (engine_conv.winograd_forward, stride1_backward)
     fixed = layers.ConvTranspose2d("upscore2", bilinear_upsampling_weight(3, 4, np.float64), stride=2)
     learned = layers.ConvTranspose2d("upscore2", np.ones((3, 3, 4, 4)), stride=2)  # mixes classes
     assert fixed.routes() == (book.conv_transpose2d_forward, book.conv_transpose2d_backward)

@@ -265,6 +265,11 @@ def test_describe_routes_come_from_each_op_sets_dispatch(capsys):
     assert "upscore   conv_transpose2d_forward" in out
     assert "engine.separable.separable_upsample_forward" in out
     assert "engine.stride1.stride1_backward" in out
+    assert main(["describe", "fcn8s", "--routes"]) == 0  # full width: conv3_2 on takes Winograd
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    winograd = [r[0] for r in rows if "engine.conv.winograd_forward" in r]
+    assert winograd == ["conv3_2", "conv3_3", "conv4_1", "conv4_2", "conv4_3",
+                        "conv5_1", "conv5_2", "conv5_3"]
 
 
 def test_describe_command(capsys):

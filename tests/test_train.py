@@ -1,14 +1,16 @@
 """Trainer: bit-for-bit resume, NaN handling, atomic checkpoints, optimizer, schedules, CLI."""
 import json
+import math
 import os
 
 import numpy as np
 import pytest
 
 from minifcn.cli import main
+from minifcn.layers import Parameter
 from minifcn.models import FCN8s, load_model
 from minifcn.npzio import load_npz
-from minifcn.train import SGD, Trainer, TrainingDiverged, learning_rate, preset
+from minifcn.train import SGD, Adam, Trainer, TrainingDiverged, learning_rate, preset
 from minifcn.train.optim import cooldown_factor
 from minifcn.train.demo import draw_comparison
 
@@ -55,6 +57,75 @@ def test_sgd_momentum_decay_and_bias_rate():
     np.testing.assert_allclose(b.data, 0.5, rtol=1e-6)
 
 
+def adam_by_hand(w, grads, lr, beta1, beta2, eps, decay):
+    """Adam with decoupled weight decay, one scalar at a time, as Kingma and Ba's algorithm 1
+    and Loshchilov and Hutter's AdamW write it."""
+    w, m, s = float(w), 0.0, 0.0
+    for t, g in enumerate(grads, start=1):
+        m = beta1 * m + (1 - beta1) * g
+        s = beta2 * s + (1 - beta2) * g * g
+        m_hat, s_hat = m / (1 - beta1 ** t), s / (1 - beta2 ** t)
+        w = w - lr * (m_hat / (math.sqrt(s_hat) + eps) + decay * w)
+    return w
+
+
+def test_adam_against_its_algorithm_by_hand():
+    w = Parameter(np.array([0.7, -1.2, 3.0]))
+    b = Parameter(np.array([0.5]))
+    opt = Adam([("fc7.weight", w), ("fc7.bias", b)], lr=0.1, momentum=0.8, weight_decay=0.05,
+               bias_lr_x2=True)
+    grads_w = [np.array([1.0, -0.5, 2e-4]), np.array([-3.0, 0.25, 1e-4]), np.array([0.5, 0.5, -1e-4])]
+    grads_b = [np.array([2.0]), np.array([-1.0]), np.array([0.0])]
+    for gw, gb in zip(grads_w, grads_b):
+        w.grad, b.grad = gw.copy(), gb.copy()
+        opt.step()
+    for i, start in enumerate([0.7, -1.2, 3.0]):  # a tiny gradient still steps about lr
+        expected = adam_by_hand(start, [g[i] for g in grads_w], 0.1, 0.8, 0.999, 1e-8, 0.05)
+        assert w.data[i] == pytest.approx(expected, rel=1e-12)
+    # biases: no decay, twice the rate
+    assert b.data[0] == pytest.approx(adam_by_hand(0.5, [2.0, -1.0, 0.0], 0.2, 0.8, 0.999, 1e-8, 0.0),
+                                      rel=1e-12)
+
+
+def test_adam_against_pytorchs_adamw():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    w0, b0 = rng.standard_normal((4, 3)), rng.standard_normal(4)
+    w, b = Parameter(w0.copy()), Parameter(b0.copy())
+    opt = Adam([("conv.weight", w), ("conv.bias", b)], lr=0.01, momentum=0.9, weight_decay=0.1)
+    tw = torch.tensor(w0, requires_grad=True)
+    tb = torch.tensor(b0, requires_grad=True)
+    reference = torch.optim.AdamW([{"params": [tw], "weight_decay": 0.1},
+                                   {"params": [tb], "weight_decay": 0.0}],
+                                  lr=0.01, betas=(0.9, 0.999), eps=1e-8)
+    for step in range(5):
+        gw, gb = rng.standard_normal((4, 3)), rng.standard_normal(4)
+        w.grad, b.grad = gw.copy(), gb.copy()
+        tw.grad, tb.grad = torch.tensor(gw), torch.tensor(gb)
+        lr = 0.01 * (step + 1) / 5  # a schedule: the rate passed to each step
+        opt.step(lr)
+        for group in reference.param_groups:
+            group["lr"] = lr
+        reference.step()
+    np.testing.assert_allclose(w.data, tw.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(b.data, tb.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_optimizer_state_is_checked_on_load():
+    w = Parameter(np.zeros((2, 3)))
+    opt = Adam([("fc7.weight", w)])
+    with pytest.raises(ValueError, match=r"adam.mean.fc7.weight.*\(3,\).*\(2, 3\)"):
+        opt.load_state_dict({"adam.mean.fc7.weight": np.zeros(3), "adam.square.fc7.weight": np.zeros(3),
+                             "adam.steps": np.array(1)})
+    with pytest.raises(ValueError, match="unknown parameter 'fc8.weight'"):
+        opt.load_state_dict({"adam.mean.fc8.weight": np.zeros((2, 3))})
+    with pytest.raises(ValueError, match="without adam.steps"):
+        opt.load_state_dict({"adam.mean.fc7.weight": np.zeros((2, 3)),
+                             "adam.square.fc7.weight": np.zeros((2, 3))})
+    with pytest.raises(ValueError, match="unknown parameter"):
+        SGD([("fc7.weight", w)]).load_state_dict({"momentum.x": np.zeros(1)})
+
+
 def test_frozen_upsampling_is_not_optimised():
     model = FCN8s(num_classes=2, width=1 / 64, pad=69)
     names = [n for n, _ in SGD(model.named_parameters()).params]
@@ -73,10 +144,12 @@ def test_training_writes_its_files_and_learns_something(tmp_path):
     assert model.variant == "fcn8s" and model.preprocessing is not None
 
 
-def test_resume_continues_bit_for_bit(tmp_path):
-    straight = Trainer(QUICK.replace(dropout=0.5), tmp_path / "a", progress=False)
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_resume_continues_bit_for_bit(tmp_path, optimizer):
+    config = QUICK.replace(dropout=0.5, optimizer=optimizer, lr=QUICK.lr if optimizer == "sgd" else 3e-3)
+    straight = Trainer(config, tmp_path / "a", progress=False)
     straight.run()
-    first = Trainer(QUICK.replace(dropout=0.5, iterations=6), tmp_path / "b", progress=False)
+    first = Trainer(config.replace(iterations=6), tmp_path / "b", progress=False)
     first.run()
     resumed = Trainer.resume(tmp_path / "b", progress=False, iterations=12)
     assert resumed.iteration == 6
@@ -180,3 +253,4 @@ def test_boundary_band_of_the_skip_experiment():
     assert boundary_band(label, width=1).sum() > band.sum()
     label[0, 0] = 255
     assert not boundary_band(label, width=3)[0, 0]  # void never counts
+

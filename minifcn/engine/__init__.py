@@ -3,7 +3,8 @@
 Everything in minifcn that exists for speed or memory lives here: banded convolution and
 kept scratch buffers (:mod:`.bands`, :mod:`.memory`), FCN's padded border computed as a
 constant (:mod:`.border`, :mod:`.bordered`), the backward on the final crop's reach
-(:mod:`.reach`), the stride-1 backward (:mod:`.stride1`),
+(:mod:`.reach`), the stride-1 backward (:mod:`.stride1`), the forward of the layers with many
+channels in 4/9 of the multiplications (:mod:`.winograd`),
 col2im by phases and the CuPy gather kernel (:mod:`.im2col`), separable bilinear upsampling
 (:mod:`.separable`), pooling that finds its winners in the backward (:mod:`.pool`), in-place
 ReLU (:mod:`.activation`), element-wise work on several CPU threads (:mod:`.threads`) and the

@@ -30,6 +30,9 @@ from ..backend import get_array_module
 from .bands import column_bands, conv_weight_grad, multiply_into
 from .im2col import accumulate
 from .stride1 import rotated_kernel
+from .winograd import mix_kernel, winograd_conv, winograd_pays
+
+MIN_WINOGRAD_SIDE = 4  # thinner pieces (frames) take the banded route
 
 
 def bordered_forward(x, weight, bias, stride, padding, border):
@@ -56,10 +59,15 @@ def bordered_forward(x, weight, bias, stride, padding, border):
     for rows, cols in border.out.pieces(constant=True):
         out[:, :, rows, cols] = constant
     w2d = weight.reshape(c_out, -1)  # (C_out, C_in*kh*kw)
+    mixed = mix_kernel(weight) if winograd_pays(weight, stride, padding) else None
     for rows, cols in border.out.pieces():
-        for out_rows, _, columns in column_bands(x, weight, stride, padding, reuse=True,
-                                                 rows=rows, cols=cols):
-            multiply_into(out, out_rows, w2d, columns, cols)
+        thin = min(rows.stop - rows.start, cols.stop - cols.start) < MIN_WINOGRAD_SIDE
+        if mixed is not None and not thin:
+            winograd_conv(x, weight, padding, out, rows, cols, mixed_kernel=mixed)
+        else:
+            for out_rows, _, columns in column_bands(x, weight, stride, padding, reuse=True,
+                                                     rows=rows, cols=cols):
+                multiply_into(out, out_rows, w2d, columns, cols)
         if bias is not None:
             out[:, :, rows, cols] += bias[:, None, None]
     return out

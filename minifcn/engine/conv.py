@@ -9,7 +9,9 @@ What differs, and why (figures from ``docs/performance.md``):
 - the weight gradient in OpenBLAS's better orientation (item 2);
 - a batch-1 product written straight into the output's rows (item 6);
 - stride-1 layers that do not widen take :func:`minifcn.engine.stride1.stride1_backward`
-  (item 12); the others fold band by band into the gradient (items 16, 17, 19).
+  (item 12); the others fold band by band into the gradient (items 16, 17, 19);
+- the forward of 3x3 layers with many channels by Winograd's F(2x2, 3x3)
+  (:mod:`minifcn.engine.winograd`, *Fewer multiplications*).
 
 Layouts: ``x`` (N, C_in, H, W), ``weight`` (C_out, C_in, kh, kw), ``bias`` (C_out,).
 """
@@ -25,14 +27,16 @@ from .im2col import accumulate, col2im
 from .memory import scratch
 from .reach import dout_reach, reach_backward, reach_pays
 from .stride1 import stride1_backward
+from .winograd import winograd_conv, winograd_pays
 from .threads import split_work
 
-__all__ = ["conv2d_forward", "conv2d_backward", "conv_weight_grad", "banded_backward",
-           "backward_route"]
+__all__ = ["conv2d_forward", "conv2d_backward", "conv_weight_grad", "forward_route",
+           "banded_forward", "winograd_forward", "backward_route", "banded_backward"]
 
 
 def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d", *, border=None):
-    """Replaces :func:`minifcn.ops.conv.conv2d_forward`: the same output, band by band.
+    """Replaces :func:`minifcn.ops.conv.conv2d_forward`: the same output, band by band or by
+    Winograd's F(2x2, 3x3) (:func:`forward_route`).
 
     Parameters and returns as the book's; the cache holds ``x`` itself (no copy), not its
     columns. ``border`` (keyword-only, a :class:`minifcn.engine.border.ConvBorder`: FCN's
@@ -45,23 +49,20 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d", *, 
     Why: the book's column buffer is 1.1 GB for ``conv1_2`` at 500x500. What it buys: a
     full-width forward at 500x500 in 0.9 GB of resident memory, within 1.1-1.4x of
     PyTorch's time (``docs/performance.md``, Results). Rows whose windows see only padding
-    are not computed: their output is the bias (item 13).
+    are not computed: their output is the bias (item 13). The 3x3 layers with many channels
+    take 4/9 of the multiplications (Winograd: 0.65-0.84x of the banded route's time,
+    ``docs/performance.md``, *Fewer multiplications*).
     """
     kh, kw, sh, sw, ph, pw, out_h, out_w = check_conv_args(x, weight, bias, stride, padding, name)
     xp = get_array_module(x)
     n, c_out = x.shape[0], weight.shape[0]
-    w2d = weight.reshape(c_out, -1)  # (C_out, C_in*kh*kw)
     if border is not None and border.out.is_whole:
         border = None  # nothing constant: the plain route
     if border is not None:
         out = bordered_forward(x, weight, bias, (sh, sw), (ph, pw), border)
         return out, (x, weight, bias is not None, (sh, sw), (ph, pw), out.shape, border)
     out = xp.empty((n, c_out, out_h, out_w), dtype=x.dtype)
-    first, last = image_rows(x.shape[2], kh, sh, ph, out_h)
-    out[:, :, :first] = 0  # rows that read only padding: the bands skip them
-    out[:, :, last:] = 0
-    for out_rows, _, cols in column_bands(x, weight, (sh, sw), (ph, pw), reuse=True):
-        multiply_into(out, out_rows, w2d, cols)
+    forward_route(weight, (sh, sw), (ph, pw))(x, weight, (sh, sw), (ph, pw), out)
     if bias is not None:
         def add_bias(c0, c1):  # channels c0:c1 (split among CPU threads)
             out[:, c0:c1] += bias[c0:c1, None, None]
@@ -69,6 +70,43 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d", *, 
         split_work(add_bias, c_out, out.nbytes, xp)
     cache = (x, weight, bias is not None, (sh, sw), (ph, pw), out.shape, None)
     return out, cache
+
+
+def forward_route(weight, stride, padding):
+    """The function :func:`conv2d_forward` hands a forward without a border to.
+
+    :func:`minifcn.engine.winograd.winograd_conv` for a 3x3, stride-1 layer with many
+    channels (:func:`minifcn.engine.winograd.winograd_pays`), else :func:`banded_forward`.
+    A forward with a border takes the same choice for its box
+    (:func:`minifcn.engine.bordered.bordered_forward`).
+    """
+    if winograd_pays(weight, pair(stride), pair(padding)):
+        return winograd_forward
+    return banded_forward
+
+
+conv2d_forward.route = forward_route  # read by ``minifcn describe --routes``
+
+
+def banded_forward(x, weight, stride, padding, out):
+    """``out`` = the convolution without bias, band by band (:func:`column_bands`).
+
+    Rows whose windows read only padding are not unfolded: they are zeros (item 13).
+    """
+    kh, (sh, _), (ph, _) = weight.shape[2], stride, padding
+    w2d = weight.reshape(weight.shape[0], -1)  # (C_out, C_in*kh*kw)
+    first, last = image_rows(x.shape[2], kh, sh, ph, out.shape[2])
+    out[:, :, :first] = 0  # rows that read only padding: the bands skip them
+    out[:, :, last:] = 0
+    for out_rows, _, cols in column_bands(x, weight, stride, padding, reuse=True):
+        multiply_into(out, out_rows, w2d, cols)
+
+
+def winograd_forward(x, weight, stride, padding, out):
+    """``out`` = the convolution without bias by Winograd's F(2x2, 3x3)
+    (:func:`minifcn.engine.winograd.winograd_conv`; stride 1, padding at most 2: every output
+    row reads the image)."""
+    winograd_conv(x, weight, padding, out)
 
 
 def backward_route(weight, stride, padding, input_grad=True):

@@ -13,7 +13,7 @@ from ..cliargs import non_negative, number, positive
 from ..errors import UsageError
 from ..models.coords import least_pad
 from ..models.spec import MAX_PAD, MAX_WIDTH, REFERENCE_PAD, VARIANTS
-from .optim import SCHEDULES
+from .optim import OPTIMIZERS, SCHEDULES
 
 REDUCTIONS = ("mean", "sum")
 PROBABILITY = number(float, low=0, high=1, high_open=True)  # 1 would drop or keep everything
@@ -47,7 +47,8 @@ RANGES = {
     "seed": non_negative(int),  # numpy's seed sequences take no negative entropy
     "score_init_std": non_negative(float),
 }
-CHOICES = {"variant": VARIANTS, "schedule": SCHEDULES, "reduction": REDUCTIONS}
+CHOICES = {"variant": VARIANTS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
+           "reduction": REDUCTIONS}
 
 
 def check_value(name, value, kind):
@@ -85,6 +86,9 @@ class TrainConfig:
         ``"pet:ROOT"`` or ``"folders:IMAGES,LABELS"``.
     image_size : int
         Synthetic image side, or the crop side for datasets (0: whole images, batch 1).
+    optimizer : {"sgd", "adam"}
+        Momentum SGD, as the reference trains; or Adam (with decoupled weight decay), whose
+        per-weight step sizes suit a net trained from scratch (the ``demo`` preset).
     reduction : {"mean", "sum"}
         Per-pixel mean loss, or the reference's sum (with its tiny learning rates).
     iterations, minutes : int, float
@@ -121,6 +125,7 @@ class TrainConfig:
     data: str = "synthetic"
     image_size: int = 96
     batch_size: int = 4
+    optimizer: str = "sgd"
     lr: float = 2e-2
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -196,11 +201,13 @@ def _skips_preset(variant):
 
 
 PRESETS = {
-    # minifcn demo: a narrow FCN-8s from scratch, a few minutes on 2 CPU cores
+    # minifcn demo: a narrow FCN-8s from scratch, a few minutes on 2 CPU cores. Adam: at a
+    # fixed 3,600 iterations (what the 4 minutes hold) held-out mean IU 80.0, 81.7 and 75.5
+    # (seeds 0-2) against momentum SGD's 74.2 at lr 0.05 (docs/training.md, The demo's optimiser)
     "demo": TrainConfig(variant="fcn8s", width=1 / 16, pad=69, dropout=0.0, image_size=96,
-                        batch_size=4, lr=5e-2, warmup=50, schedule="fixed", cooldown=0.25,
-                        iterations=100_000, minutes=4.0, val_every=0, checkpoint_every=0, val_images=100,
-                        score_init_std=0.05),
+                        batch_size=4, optimizer="adam", lr=3e-3, warmup=50, schedule="fixed",
+                        cooldown=0.25, iterations=100_000, minutes=4.0, val_every=0,
+                        checkpoint_every=0, val_images=100, score_init_std=0.05),
     # the checkpoint shipped in minifcn/assets/: same net, a longer budget, poly decay
     "shipped": TrainConfig(variant="fcn8s", width=1 / 16, pad=69, dropout=0.0, image_size=96,
                            batch_size=4, lr=5e-2, warmup=50, schedule="poly", iterations=36_000,

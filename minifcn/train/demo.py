@@ -1,9 +1,9 @@
 """``minifcn demo``: the whole job in a few minutes, on a CPU, with nothing to download.
 
 1. Train a narrow FCN-8s from scratch on synthetic shapes, with a live progress bar.
-2. Evaluate it, and the checkpoint shipped inside the package (the same recipe trained
-   longer by ``minifcn train --preset shipped``), on held-out synthetic images, with the
-   paper's four metrics.
+2. Evaluate it, and the checkpoint shipped inside the package (the same net trained far longer
+   with momentum SGD by ``minifcn train --preset shipped``), on held-out synthetic images,
+   with the paper's four metrics.
 3. Draw input / ground truth / both predictions side by side into the output folder.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The training loop: forward, loss, backward, SGD step; logs, validation, checkpoints.
+"""The training loop: forward, loss, backward, optimiser step; logs, validation, checkpoints.
 
 Reproducible to the bit: batch ``i`` and the dropout masks of iteration ``i`` depend only on
 ``(seed, i)``, and a checkpoint holds the parameters, the momentum buffers and ``i``, so a run
@@ -36,7 +36,7 @@ from . import runfolder
 from .config import TrainConfig
 from .evaluate import evaluate
 from .guard import DivergenceGuard, TrainingDiverged
-from .optim import SGD, cooldown_factor, learning_rate
+from .optim import cooldown_factor, learning_rate, make_optimizer
 from .sources import make_source
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -92,8 +92,7 @@ class Trainer:
         self.progress, self.overwrite = progress, overwrite
         self.source = make_source(config)
         self.model = model_for_config(config, self.source.num_classes, device).train()
-        self.optimizer = SGD(self.model.named_parameters(), config.lr, config.momentum,
-                             config.weight_decay, config.bias_lr_x2)
+        self.optimizer = make_optimizer(config, self.model.named_parameters())
         self.guard = DivergenceGuard()
         self.iteration, self.elapsed, self.last_val = 0, 0.0, None
         self.saved_iteration = None  # iteration of the checkpoint in out_dir, once there is one
@@ -134,7 +133,7 @@ class Trainer:
         trainer = cls(config.replace(**overrides), out_dir, device, progress)
         trainer._owns_folder = True  # the run in out_dir is the one continued
         trainer.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
-        trainer.optimizer.load_state_dict({k: v for k, v in arrays.items() if k.startswith("momentum.")},
+        trainer.optimizer.load_state_dict({k: v for k, v in arrays.items() if not k.startswith("model.")},
                                           trainer.model.xp)
         trainer.guard.load_state_dict(meta.get("guard", {}))
         trainer.iteration, trainer.elapsed = iteration, elapsed
@@ -144,7 +143,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def step(self):
-        """One SGD update on batch ``self.iteration``. Returns ``(loss, pixel accuracy, lr)``.
+        """One update on batch ``self.iteration``. Returns ``(loss, pixel accuracy, lr)``.
 
         The loss and then the gradient norm pass the divergence guard before anything is
         saved or updated (:class:`TrainingDiverged` otherwise). A checkpoint that

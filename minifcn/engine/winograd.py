@@ -137,22 +137,23 @@ def mix_output(m, out, rows=None, y=None):
     rows = xp.empty(m.shape[1:], dtype=m.dtype) if rows is None else rows
     y = xp.empty(m.shape[2:], dtype=m.dtype) if y is None else y
     for a in range(2):
-        # rows: A^T's rows take m0 + m1 + m2 and m1 - m2 - m3 of each block's rows
-        if a == 0:
-            xp.add(m[0], m[1], out=rows)
-            rows += m[2]
-        else:
-            xp.subtract(m[1], m[2], out=rows)
-            rows -= m[3]
-        for b in range(2):  # then along the columns
-            if b == 0:
-                xp.add(rows[0], rows[1], out=y)
-                y += rows[2]
-            else:
-                xp.subtract(rows[1], rows[2], out=y)
-                y -= rows[3]
+        output_row(m, a, rows)  # along the block's rows first
+        for b in range(2):
+            output_row(rows, b, y)  # then along its columns
             target = out[:, :, a::2, b::2]  # (N, C, ceil((H - a) / 2), ceil((W - b) / 2))
             target[...] = y[:, :, :target.shape[2], :target.shape[3]].transpose(1, 0, 2, 3)
+
+
+def output_row(p, k, out):
+    """Row ``k`` of ``A^T`` applied along the first axis of ``p`` (4 entries) into ``out``:
+    ``p0 + p1 + p2`` for ``k = 0``, ``p1 - p2 - p3`` for ``k = 1``."""
+    xp = get_array_module(p)
+    if k == 0:
+        xp.add(p[0], p[1], out=out)
+        out += p[2]
+    else:
+        xp.subtract(p[1], p[2], out=out)
+        out -= p[3]
 
 
 def winograd_conv(x, weight, padding, out, rows=None, cols=None, mixed_kernel=None):

@@ -75,8 +75,8 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d", *, 
 def forward_route(weight, stride, padding):
     """The function :func:`conv2d_forward` hands a forward without a border to.
 
-    :func:`minifcn.engine.winograd.winograd_conv` for a 3x3, stride-1 layer with many
-    channels (:func:`minifcn.engine.winograd.winograd_pays`), else :func:`banded_forward`.
+    :func:`winograd_forward` for a 3x3, stride-1 layer with many channels
+    (:func:`minifcn.engine.winograd.winograd_pays`), else :func:`banded_forward`.
     A forward with a border takes the same choice for its box
     (:func:`minifcn.engine.bordered.bordered_forward`).
     """

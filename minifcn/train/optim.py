@@ -221,12 +221,9 @@ class Adam(Optimizer):
 
 
 def make_optimizer(config, named_parameters):
-    """The optimiser ``config.optimizer`` names, with the config's rate, momentum, decay and
-    bias rate."""
-    kinds = {"sgd": SGD, "adam": Adam}
-    if config.optimizer not in kinds:
-        raise ValueError(f"unknown optimizer {config.optimizer!r}: expected one of {OPTIMIZERS}")
-    return kinds[config.optimizer](named_parameters, config.lr, config.momentum,
+    """The optimiser ``config.optimizer`` names (one of :data:`OPTIMIZERS`, which the config
+    checks), with the config's rate, momentum, decay and bias rate."""
+    return {"sgd": SGD, "adam": Adam}[config.optimizer](named_parameters, config.lr, config.momentum,
                                    config.weight_decay, config.bias_lr_x2)
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 from ..backend import get_array_module
 from .bands import column_bands, conv_weight_grad, multiply_into
 from .im2col import accumulate
-from .stride1 import rotated_kernel
+from .stride1 import backward_is_convolution, input_grad_into, rotated_kernel
 from .winograd import mix_kernel, winograd_conv, winograd_pays
 
 MIN_WINOGRAD_SIDE = 4  # thinner pieces (frames) take the banded route
@@ -146,8 +146,7 @@ def box_input_grad_applies(border, stride, padding, kernel, columns):
     (0.63, 72 columns) 1.09, conv3_2 (0.54, 144 columns) 1.32.
     """
     if not (border is not None and border.inp_constant is not None
-            and not border.inp.is_whole and tuple(stride) == (1, 1)
-            and padding[0] < kernel[0] and padding[1] < kernel[1]):
+            and not border.inp.is_whole and backward_is_convolution(stride, padding, kernel)):
         return False
     share = 1 - border.inp.varying_fraction()
     return share >= BOX_SHARE or (share >= BOX_SHARE_WIDE and columns >= WIDE_COLUMNS)
@@ -198,14 +197,10 @@ def bordered_input_grad(dout, weight, padding, border):
     c_in, kh, kw = weight.shape[1:]
     (ph, pw), (h, w) = padding, border.inp.shape
     rotated = rotated_kernel(weight)  # (C_in, C_out, kh, kw)
-    r2d = rotated.reshape(c_in, -1)  # (C_in, C_out*kh*kw)
     dx = xp.empty((n, c_in, h, w), dtype=dout.dtype)
     varying_sum = xp.zeros(c_in, dtype=dout.dtype)
     for rows, cols in border.inp.pieces():
-        bands = column_bands(dout, rotated, (1, 1), (kh - 1 - ph, kw - 1 - pw), reuse=True,
-                             rows=rows, cols=cols)
-        for dx_rows, _, columns in bands:
-            multiply_into(dx, dx_rows, r2d, columns, cols)
+        input_grad_into(dx, dout, rotated, padding, rows, cols)
         varying_sum += dx[:, :, rows, cols].sum(axis=(0, 2, 3))
     constant = border.inp.pieces(constant=True)
     count = n * sum((r.stop - r.start) * (c.stop - c.start) for r, c in constant)

@@ -26,7 +26,7 @@ from .bands import column_bands, conv_weight_grad, image_rows, multiply_into
 from .im2col import accumulate, col2im
 from .memory import scratch
 from .reach import dout_reach, reach_backward, reach_pays
-from .stride1 import stride1_backward
+from .stride1 import backward_is_convolution, stride1_backward
 from .winograd import winograd_conv, winograd_pays
 from .threads import split_work
 
@@ -118,9 +118,8 @@ def backward_route(weight, stride, padding, input_grad=True):
     :func:`banded_backward`, the book's ``col2im`` route in bands.
     """
     c_out, c_in, kh, kw = weight.shape
-    ph, pw = pair(padding)
-    if (input_grad and pair(stride) == (1, 1) and c_out <= c_in and (kh, kw) != (1, 1)
-            and ph < kh and pw < kw):
+    if (input_grad and c_out <= c_in and (kh, kw) != (1, 1)
+            and backward_is_convolution(stride, padding, (kh, kw))):
         return stride1_backward
     return banded_backward
 

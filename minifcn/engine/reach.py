@@ -20,9 +20,8 @@ H_out, W_out).
 from __future__ import annotations
 
 from ..backend import get_array_module
-from .bands import column_bands, multiply_into
 from .bordered import rectangle_weight_grad
-from .stride1 import rotated_kernel
+from .stride1 import backward_is_convolution, input_grad_into, rotated_kernel
 
 REACH_SHARE = 0.7  # a rectangle of more of the map than this takes the plain route
 
@@ -48,9 +47,7 @@ def reach_pays(reach, out_shape, stride, padding, kernel):
     not taken) 0.95; full width at 224x224, conv4_2 (0.49) 0.57, conv5_1 (0.66) 0.75,
     conv5_2 (0.79, not taken) 0.99. The training step: narrow 0.94x, 224x224 full width 0.90x.
     """
-    if reach is None or tuple(stride) != (1, 1) or padding[0] >= kernel[0]:
-        return False
-    if padding[1] >= kernel[1]:
+    if reach is None or not backward_is_convolution(stride, padding, kernel):
         return False
     rows, cols = reach
     area = (rows.stop - rows.start) * (cols.stop - cols.start)
@@ -94,9 +91,5 @@ def reach_backward(dout, x, weight, padding, reach, input_grad=True, weight_grad
         dx = xp.zeros((n, c_in, h, w), dtype=dout.dtype)
         in_rows = slice(max(0, rows.start - ph), min(h, rows.stop + kh - 1 - ph))
         in_cols = slice(max(0, cols.start - pw), min(w, cols.stop + kw - 1 - pw))
-        rotated = rotated_kernel(weight)  # (C_in, C_out, kh, kw)
-        r2d = rotated.reshape(c_in, -1)  # (C_in, C_out*kh*kw)
-        for dx_rows, _, columns in column_bands(dout, rotated, (1, 1), (kh - 1 - ph, kw - 1 - pw),
-                                                reuse=True, rows=in_rows, cols=in_cols):
-            multiply_into(dx, dx_rows, r2d, columns, in_cols)
+        input_grad_into(dx, dout, rotated_kernel(weight), padding, in_rows, in_cols)
     return dx, dweight

@@ -12,8 +12,40 @@ item 12): ``conv1_2`` at 500x500 595 to 467 ms, ``conv2_2`` 471 to 408 ms, the n
 from __future__ import annotations
 
 from ..backend import get_array_module
+from ..ops._util import pair
 from .bands import column_bands, conv_weight_grad, multiply_into
 from .im2col import accumulate
+
+
+def backward_is_convolution(stride, padding, kernel):
+    """True when the input gradient is a convolution of ``dout`` with the rotated kernel
+    (:func:`stride1_backward`'s Notes): stride 1 and padding less than the kernel on both
+    axes, so that ``dout`` is padded by ``kernel - 1 - padding >= 0``."""
+    (ph, pw), (kh, kw) = pair(padding), kernel
+    return pair(stride) == (1, 1) and ph < kh and pw < kw
+
+
+def input_grad_into(dx, dout, rotated, padding, rows, cols):
+    """``dx[:, :, rows, cols]`` = the stride-1 input gradient on that rectangle of the input.
+
+    Parameters
+    ----------
+    dx : array, shape (N, C_in, H, W)
+        Written on ``rows`` x ``cols`` only.
+    dout : array, shape (N, C_out, H_out, W_out)
+    rotated : array, shape (C_in, C_out, kh, kw)
+        :func:`rotated_kernel` of the forward's weight.
+    padding : (int, int)
+        The forward's padding, less than the kernel (:func:`backward_is_convolution`).
+    rows, cols : slice
+        The rectangle of ``dx``; only the rows and columns of ``dout`` it reads are unfolded
+        (:func:`minifcn.engine.bands.column_bands`).
+    """
+    (ph, pw), (kh, kw) = padding, rotated.shape[2:]
+    r2d = rotated.reshape(rotated.shape[0], -1)  # (C_in, C_out*kh*kw)
+    for dx_rows, _, columns in column_bands(dout, rotated, (1, 1), (kh - 1 - ph, kw - 1 - pw),
+                                            reuse=True, rows=rows, cols=cols):
+        multiply_into(dx, dx_rows, r2d, columns, cols)
 
 
 def rotated_kernel(weight):

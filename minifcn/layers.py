@@ -180,7 +180,9 @@ class Conv2d(Layer):
         """``input_grad=False`` (a net's first layer) skips the gradient of the input and
         returns None; ``"box"`` (the engine, FCN's trunk in training) wants it exact only
         on the input's box and frames (:func:`minifcn.engine.conv.conv2d_backward`); a frozen
-        weight's gradient is never computed."""
+        weight's gradient is never computed. The last backward's gradients are dropped first
+        (:func:`_release`)."""
+        _release(self.weight, self.bias)
         dx, dweight, dbias = self.ops.conv2d_backward(dout, self.backward_check(), input_grad,
                                                       self.weight.requires_grad, self.name)
         _store(self.weight, dweight)
@@ -210,6 +212,7 @@ class ConvTranspose2d(Layer):
 
     def backward(self, dout, input_grad=True):
         """As :meth:`Conv2d.backward`: frozen upsamplers compute no weight gradient."""
+        _release(self.weight, self.bias)
         dx, dweight, dbias = self.ops.conv_transpose2d_backward(
             dout, self.backward_check(), input_grad, self.weight.requires_grad, self.name)
         _store(self.weight, dweight)
@@ -348,6 +351,15 @@ def _follow(op, args):
 
 def _is_cupy_rng(rng):
     return type(rng).__module__.split(".")[0] == "cupy"
+
+
+def _release(*params):
+    """Drop the gradients of the last backward before computing new ones, so that the two never
+    take memory together: FCN's ``fc6`` gradient is 411 MB, and a training pass at 500x500
+    peaked in ``fc6``'s backward while it held both (2.45 GB; 2.33 GB with this)."""
+    for param in params:
+        if param is not None:
+            param.grad = None
 
 
 def _store(param, grad):

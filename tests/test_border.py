@@ -224,6 +224,31 @@ def test_box_input_grad_is_the_books_on_the_box_and_keeps_each_channels_sum():
     np.testing.assert_array_equal(constant, constant[:1, :, :1] + 0 * constant)
 
 
+@pytest.mark.parametrize("n", [1, 2])
+def test_box_input_grad_needs_no_second_map(n):
+    # conv1_2 at 500x500 held dout, dx and a third map of dout's size (the batch sum) at
+    # once, the training pass's peak: the sums now come straight from dout
+    import tracemalloc
+
+    from minifcn.engine.bordered import bordered_input_grad
+
+    model = random_model("fcn8s", "engine", 100)
+    rng = np.random.default_rng(8)
+    border = model.trunk_borders(rng.standard_normal((n, 3, 30, 40)))["conv1_2"]
+    h, w = border.inp.shape
+    weight = rng.standard_normal((8, 8, 3, 3))
+    dout = rng.standard_normal((n, 8, h, w))
+    bordered_input_grad(dout, weight, (1, 1), border)  # the scratch buffers, made once
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        dx = bordered_input_grad(dout, weight, (1, 1), border)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert dx.nbytes <= peak < 1.25 * dx.nbytes, (peak, dx.nbytes)
+
+
 TRAINING_CASES = [("fcn8s", (1, 1), 100), ("fcn32s", (8, 9), 100),
                   ("fcn8s", (57, 58), LEAST["fcn8s"]), ("fcn16s", (33, 20), 100)]
 

@@ -29,6 +29,37 @@ def test_conv_layer_fills_parameter_gradients(rng, name):
     assert set(conv.parameters()) == {"weight", "bias"}
 
 
+@pytest.mark.parametrize("kind", ["conv", "deconv"])
+def test_backward_drops_the_last_gradients_before_it_computes_new_ones(rng, kind):
+    # the old and the new gradient never take memory together (fc6's: 411 MB each)
+    if kind == "conv":
+        layer = layers.Conv2d("fc6", rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4))
+        op_name = "conv2d_backward"
+    else:
+        layer = layers.ConvTranspose2d("up", rng.standard_normal((3, 4, 4, 4)),
+                                       rng.standard_normal(4), stride=2)
+        op_name = "conv_transpose2d_backward"
+    out = layer(rng.standard_normal((2, 3, 5, 6)))
+    layer.backward(rng.standard_normal(out.shape))
+    old = layer.weight.grad, layer.bias.grad
+    seen = []
+
+    def spy(*args):  # the op, asked for the new gradients
+        seen.append((layer.weight.grad, layer.bias.grad))
+        return getattr(book, op_name)(*args)
+
+    class Ops:
+        pass
+
+    ops = Ops()
+    setattr(ops, op_name, spy)
+    layer.ops = ops
+    layer.backward(rng.standard_normal(out.shape))
+    assert len(seen) == 1 and seen[0][0] is None and seen[0][1] is None
+    assert layer.weight.grad.shape == old[0].shape and layer.weight.grad is not old[0]
+    assert layer.bias.grad.shape == old[1].shape
+
+
 def test_frozen_parameter_gets_no_gradient(rng):
     up = layers.ConvTranspose2d("upscore2", bilinear_upsampling_weight(3, 4, np.float64), stride=2)
     assert up.ops is book  # the default: what a learner steps through

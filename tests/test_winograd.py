@@ -13,6 +13,7 @@ from minifcn import engine
 from minifcn import ops as book
 from minifcn.engine import winograd
 from minifcn.engine.border import ConvBorder, Region, Span
+from minifcn.engine import bordered
 from minifcn.engine.bordered import bordered_forward
 from minifcn.models.spec import network_specs
 from tests.test_engine_equivalence import assert_same
@@ -107,28 +108,54 @@ def test_the_engines_forward_takes_it_and_equals_the_book(dtype):
     assert_same(got, book.conv2d_forward(x, weight, bias, 1, 1)[0])
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_the_bordered_forward_takes_it_on_the_box_and_the_banded_route_on_the_frames(dtype):
-    # an input whose rows 5-13 and columns 4-15 are the box, with one-pixel frames, and one
-    # value per channel elsewhere: the output's box piece is wide enough for Winograd, its
-    # frames are not
-    rng = np.random.default_rng(6)
+def bordered_case(rows, cols, dtype, seed=6):
+    """A 256 -> 256 layer on a 19x21 input that is one value per channel outside ``region``'s
+    box and one-pixel frames (``rows`` and ``cols``: the box's spans), and its border."""
+    rng = np.random.default_rng(seed)
     c_in, c_out, h, w = 256, 256, 19, 21
-    region = Region(Span(h, 5, 14, 1, 1), Span(w, 4, 16, 1, 1))
+    region = Region(Span(h, *rows, 1, 1), Span(w, *cols, 1, 1))
     constant = rng.standard_normal(c_in).astype(dtype)
     x = np.broadcast_to(constant[None, :, None, None], (2, c_in, h, w)).copy()
-    for rows, cols in region.pieces():
-        x[:, :, rows, cols] = rng.standard_normal((2, c_in, rows.stop - rows.start,
-                                                   cols.stop - cols.start))
+    for r, c in region.pieces():
+        x[:, :, r, c] = rng.standard_normal((2, c_in, r.stop - r.start, c.stop - c.start))
     weight = (rng.standard_normal((c_out, c_in, 3, 3)) / 30).astype(dtype)
     bias = rng.standard_normal(c_out).astype(dtype)
-    out_region = region.after_conv(3, 1, 1)
-    sides = [min(r.stop - r.start, c.stop - c.start) for r, c in out_region.pieces()]
-    assert max(sides) >= 4 > min(sides)  # both routes are taken
     out_constant = bias + weight.sum(axis=(2, 3)) @ constant
-    border = ConvBorder(region, out_region, constant, out_constant)
+    border = ConvBorder(region, region.after_conv(3, 1, 1), constant, out_constant)
+    return x, weight, bias, border
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_bordered_forward_takes_it_on_the_box_and_the_banded_route_on_the_frames(dtype):
+    # rows 5-13 and columns 4-15 are the box: the output's box piece is wide enough for
+    # Winograd, its frames are not, and a quarter of it is constant: pieces, not the whole map
+    x, weight, bias, border = bordered_case((5, 14), (4, 16), dtype)
+    sides = [min(r.stop - r.start, c.stop - c.start) for r, c in border.out.pieces()]
+    assert max(sides) >= 4 > min(sides)  # both routes are taken
+    assert border.out.varying_fraction() < bordered.WINOGRAD_WHOLE_SHARE
     got = bordered_forward(x, weight, bias, (1, 1), (1, 1), border)
     assert_same(got, book.conv2d_forward(x, weight, bias, 1, 1)[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("rows,cols", [((4, 15), (4, 17)), ((3, 16), (4, 17))])
+def test_the_bordered_forward_of_a_mostly_varying_map_computes_it_whole(rows, cols, dtype,
+                                                                       monkeypatch):
+    # 85 and 92 % of the output varies: one Winograd call over the whole map, constant included
+    x, weight, bias, border = bordered_case(rows, cols, dtype, seed=7)
+    share = border.out.varying_fraction()
+    assert bordered.WINOGRAD_WHOLE_SHARE <= share < 1
+    calls = []
+    real = bordered.winograd_conv
+    monkeypatch.setattr(bordered, "winograd_conv",
+                        lambda *a, **k: calls.append(k) or real(*a, **k))
+    got = bordered_forward(x, weight, bias, (1, 1), (1, 1), border)
+    assert len(calls) == 1 and "rows" not in calls[0]
+    ref = book.conv2d_forward(x, weight, bias, 1, 1)[0]
+    assert_same(got, ref)
+    for r, c in border.out.pieces(constant=True):  # the computed constant is the constant
+        assert_same(got[:, :, r, c], np.broadcast_to(border.out_constant[:, None, None],
+                                                     got[:, :, r, c].shape))
 
 
 def test_which_layers_take_it():

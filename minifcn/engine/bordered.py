@@ -33,6 +33,10 @@ from .stride1 import backward_is_convolution, input_grad_into, rotated_kernel
 from .winograd import mix_kernel, winograd_conv, winograd_pays
 
 MIN_WINOGRAD_SIDE = 4  # thinner pieces (frames) take the banded route
+# From this share of input-dependent outputs on, a Winograd layer computes its whole map in one
+# call: the frames' and corners' small products cost more than the thin constant ring saves
+# (docs/performance.md, *Fewer multiplications*).
+WINOGRAD_WHOLE_SHARE = 0.75
 
 
 def bordered_forward(x, weight, bias, stride, padding, border):
@@ -55,11 +59,16 @@ def bordered_forward(x, weight, bias, stride, padding, border):
     n, c_out = x.shape[0], weight.shape[0]
     out_h, out_w = border.out.shape
     out = xp.empty((n, c_out, out_h, out_w), dtype=x.dtype)
+    mixed = mix_kernel(weight) if winograd_pays(weight, stride, padding) else None
+    if mixed is not None and border.out.varying_fraction() >= WINOGRAD_WHOLE_SHARE:
+        winograd_conv(x, weight, padding, out, mixed_kernel=mixed)  # the constant too
+        if bias is not None:
+            out += bias[:, None, None]
+        return out
     constant = border.out_constant.astype(x.dtype, copy=False)[:, None, None]  # (C_out, 1, 1)
     for rows, cols in border.out.pieces(constant=True):
         out[:, :, rows, cols] = constant
     w2d = weight.reshape(c_out, -1)  # (C_out, C_in*kh*kw)
-    mixed = mix_kernel(weight) if winograd_pays(weight, stride, padding) else None
     for rows, cols in border.out.pieces():
         thin = min(rows.stop - rows.start, cols.stop - cols.start) < MIN_WINOGRAD_SIDE
         if mixed is not None and not thin:

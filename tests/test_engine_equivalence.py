@@ -21,6 +21,7 @@ from minifcn import ops as book
 from minifcn.engine import bands
 from minifcn.engine import conv as engine_conv
 from minifcn.engine import conv_transpose as engine_conv_transpose
+from minifcn.engine import pool as engine_pool
 from minifcn.engine.stride1 import stride1_backward
 from minifcn.engine.winograd import winograd_pays
 from minifcn.gradcheck import well_separated
@@ -257,10 +258,13 @@ POOLS = [((2, 3, 8, 10), 2, 2, 0, True),  # tiles exactly: the engine writes eac
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("cfg", POOLS, ids=str)
-def test_max_pool2d(cfg, ties, dtype, monkeypatch):
+@pytest.mark.parametrize("block", [None, 1, 2], ids=["blocks", "1-channel", "2-channel"])
+def test_max_pool2d(cfg, ties, dtype, block, monkeypatch):
     monkeypatch.setenv("MINIFCN_NUM_THREADS", "3")
     shape, k, s, p, ceil = cfg
     x = well_separated(np.random.default_rng(3), shape).astype(dtype)
+    if block:  # each thread walks its channels in blocks of 1 or 2 (uneven at the end)
+        monkeypatch.setattr(engine_pool, "BLOCK_BYTES", block * x[:, 0].nbytes)
     if ties:  # a third of the pixels share one value, as after a ReLU: the tie rule decides
         x = np.maximum(x, np.quantile(x, 1 / 3)).astype(dtype)
     dout = None

@@ -13,7 +13,7 @@ from minifcn import engine
 from minifcn import ops as book
 from minifcn.engine import winograd
 from minifcn.engine.border import ConvBorder, Region, Span
-from minifcn.engine import bordered
+from minifcn.engine import bordered, stride1
 from minifcn.engine.bordered import bordered_forward
 from minifcn.models.spec import network_specs
 from tests.test_engine_equivalence import assert_same
@@ -156,6 +156,33 @@ def test_the_bordered_forward_of_a_mostly_varying_map_computes_it_whole(rows, co
     for r, c in border.out.pieces(constant=True):  # the computed constant is the constant
         assert_same(got[:, :, r, c], np.broadcast_to(border.out_constant[:, None, None],
                                                      got[:, :, r, c].shape))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("pad", [0, 1, 2])
+def test_the_input_gradient_takes_it_on_wide_rectangles_and_the_bands_on_thin_ones(pad, dtype):
+    # the stride-1 input gradient is a convolution of dout with the rotated kernel: 256 -> 256
+    # channels take Winograd on a rectangle 4 or more on each side, the bands on a thinner one
+    x, weight = case(2, 256, 256, 11, 13, dtype, seed=8)
+    weight = weight / 30
+    ref_out, cache = book.conv2d_forward(x, weight, None, 1, pad)
+    dout = np.random.default_rng(9).standard_normal(ref_out.shape).astype(dtype)
+    ref = book.conv2d_backward(dout, cache)[0]
+    rotated = stride1.rotated_kernel(weight)
+    assert winograd.winograd_pays(rotated, (1, 1), (2 - pad, 2 - pad))
+    rectangles = [(slice(0, 11), slice(0, 2)), (slice(1, 9), slice(3, 12)),
+                  (slice(9, 11), slice(12, 13))]
+    dx = np.full_like(x, np.nan)
+    stride1.input_grad_into(dx, dout, rotated, (pad, pad), rectangles)
+    written = np.zeros(x.shape[2:], bool)
+    for rows, cols in rectangles:
+        assert_same(dx[:, :, rows, cols], ref[:, :, rows, cols])
+        written[rows, cols] = True
+    assert np.isnan(dx[:, :, ~written]).all()
+    # and the whole gradient of a layer that does not widen, with its weight gradient
+    got = stride1.stride1_backward(dout, x, weight, (pad, pad))
+    for a, b in zip(got, book.conv2d_backward(dout, cache)[:2]):
+        assert_same(a, b)
 
 
 def test_which_layers_take_it():

@@ -27,12 +27,11 @@ Layouts: ``x`` (N, C_in, H, W), ``weight`` (C_out, C_in, kh, kw).
 from __future__ import annotations
 
 from ..backend import get_array_module
-from .bands import column_bands, conv_weight_grad, multiply_into
+from .bands import column_bands, conv_weight_grad, convolve_rectangles
 from .im2col import accumulate
 from .stride1 import backward_is_convolution, input_grad_into, rotated_kernel
 from .winograd import mix_kernel, winograd_conv, winograd_pays
 
-MIN_WINOGRAD_SIDE = 4  # thinner pieces (frames) take the banded route
 # From this share of input-dependent outputs on, a Winograd layer computes its whole map in one
 # call: the frames' and corners' small products cost more than the thin constant ring saves
 # (docs/performance.md, *Fewer multiplications*).
@@ -68,16 +67,9 @@ def bordered_forward(x, weight, bias, stride, padding, border):
     constant = border.out_constant.astype(x.dtype, copy=False)[:, None, None]  # (C_out, 1, 1)
     for rows, cols in border.out.pieces(constant=True):
         out[:, :, rows, cols] = constant
-    w2d = weight.reshape(c_out, -1)  # (C_out, C_in*kh*kw)
-    for rows, cols in border.out.pieces():
-        thin = min(rows.stop - rows.start, cols.stop - cols.start) < MIN_WINOGRAD_SIDE
-        if mixed is not None and not thin:
-            winograd_conv(x, weight, padding, out, rows, cols, mixed_kernel=mixed)
-        else:
-            for out_rows, _, columns in column_bands(x, weight, stride, padding, reuse=True,
-                                                     rows=rows, cols=cols):
-                multiply_into(out, out_rows, w2d, columns, cols)
-        if bias is not None:
+    convolve_rectangles(out, x, weight, stride, padding, border.out.pieces(), mixed)
+    if bias is not None:
+        for rows, cols in border.out.pieces():
             out[:, :, rows, cols] += bias[:, None, None]
     return out
 
@@ -208,8 +200,8 @@ def bordered_input_grad(dout, weight, padding, border):
     rotated = rotated_kernel(weight)  # (C_in, C_out, kh, kw)
     dx = xp.empty((n, c_in, h, w), dtype=dout.dtype)
     varying_sum = xp.zeros(c_in, dtype=dout.dtype)
+    input_grad_into(dx, dout, rotated, padding, border.inp.pieces())
     for rows, cols in border.inp.pieces():
-        input_grad_into(dx, dout, rotated, padding, rows, cols)
         varying_sum += dx[:, :, rows, cols].sum(axis=(0, 2, 3))
     constant = border.inp.pieces(constant=True)
     count = n * sum((r.stop - r.start) * (c.stop - c.start) for r, c in constant)

@@ -91,5 +91,5 @@ def reach_backward(dout, x, weight, padding, reach, input_grad=True, weight_grad
         dx = xp.zeros((n, c_in, h, w), dtype=dout.dtype)
         in_rows = slice(max(0, rows.start - ph), min(h, rows.stop + kh - 1 - ph))
         in_cols = slice(max(0, cols.start - pw), min(w, cols.stop + kw - 1 - pw))
-        input_grad_into(dx, dout, rotated_kernel(weight), padding, in_rows, in_cols)
+        input_grad_into(dx, dout, rotated_kernel(weight), padding, [(in_rows, in_cols)])
     return dx, dweight

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 from ..ops._util import pair
-from .bands import column_bands, conv_weight_grad, multiply_into
+from .bands import column_bands, conv_weight_grad, convolve_rectangles, multiply_into
 from .im2col import accumulate
+from .winograd import winograd_conv, winograd_pays
 
 
 def backward_is_convolution(stride, padding, kernel):
@@ -25,27 +26,26 @@ def backward_is_convolution(stride, padding, kernel):
     return pair(stride) == (1, 1) and ph < kh and pw < kw
 
 
-def input_grad_into(dx, dout, rotated, padding, rows, cols):
-    """``dx[:, :, rows, cols]`` = the stride-1 input gradient on that rectangle of the input.
+def input_grad_into(dx, dout, rotated, padding, rectangles):
+    """``dx[:, :, rows, cols]`` = the stride-1 input gradient, for each rectangle of the input.
 
     Parameters
     ----------
     dx : array, shape (N, C_in, H, W)
-        Written on ``rows`` x ``cols`` only.
+        Written on the rectangles only.
     dout : array, shape (N, C_out, H_out, W_out)
     rotated : array, shape (C_in, C_out, kh, kw)
         :func:`rotated_kernel` of the forward's weight.
     padding : (int, int)
         The forward's padding, less than the kernel (:func:`backward_is_convolution`).
-    rows, cols : slice
-        The rectangle of ``dx``; only the rows and columns of ``dout`` it reads are unfolded
-        (:func:`minifcn.engine.bands.column_bands`).
+    rectangles : iterable of (slice, slice)
+        Rows and columns of ``dx``: each is a convolution of ``dout`` with ``rotated``
+        (:func:`minifcn.engine.bands.convolve_rectangles`), which unfolds only the rows and
+        columns of ``dout`` it reads, or takes Winograd's F(2x2, 3x3) for the 3x3 layers with
+        many channels.
     """
     (ph, pw), (kh, kw) = padding, rotated.shape[2:]
-    r2d = rotated.reshape(rotated.shape[0], -1)  # (C_in, C_out*kh*kw)
-    for dx_rows, _, columns in column_bands(dout, rotated, (1, 1), (kh - 1 - ph, kw - 1 - pw),
-                                            reuse=True, rows=rows, cols=cols):
-        multiply_into(dx, dx_rows, r2d, columns, cols)
+    convolve_rectangles(dx, dout, rotated, (1, 1), (kh - 1 - ph, kw - 1 - pw), rectangles)
 
 
 def rotated_kernel(weight):
@@ -92,6 +92,9 @@ def stride1_backward(dout, x, weight, padding, weight_grad=True):
 
     So ``cols = im2col(dout)`` (``C_out*kh*kw`` rows, one column per input pixel) gives
     ``dx = rotated2d @ cols`` and ``dW`` from ``x @ cols.T``, band by band as in the forward.
+    The 3x3 layers with many channels take ``dx`` by Winograd's F(2x2, 3x3) instead, as
+    their forward does (:func:`minifcn.engine.winograd.winograd_conv`), and the unfolding for
+    ``dW`` alone.
     """
     xp = get_array_module(dout)
     n, c_in, h, w = x.shape
@@ -100,9 +103,15 @@ def stride1_backward(dout, x, weight, padding, weight_grad=True):
     r2d = rotated.reshape(c_in, -1)  # (C_in, C_out*kh*kw)
     dout_padding = (kh - 1 - padding[0], kw - 1 - padding[1])
     dx = xp.empty((n, c_in, h, w), dtype=dout.dtype)  # every row is written: padding < kernel
+    winograd = winograd_pays(rotated, (1, 1), dout_padding)
+    if winograd:
+        winograd_conv(dout, rotated, dout_padding, dx)
+        if not weight_grad:
+            return dx, None
     grad = None  # (C_in, C_out*kh*kw): the weight gradient, rotated
     for rows, _, cols in column_bands(dout, rotated, (1, 1), dout_padding, reuse=True):
-        multiply_into(dx, rows, r2d, cols)  # cols: (N, C_out*kh*kw, band_rows*W)
+        if not winograd:
+            multiply_into(dx, rows, r2d, cols)  # cols: (N, C_out*kh*kw, band_rows*W)
         if weight_grad:
             x_band = x[:, :, rows].reshape(n, c_in, (rows.stop - rows.start) * w)  # (N, C_in, L)
             grad = accumulate(grad, conv_weight_grad(x_band, cols))

@@ -14,7 +14,7 @@ import pytest
 
 from minifcn import engine
 from minifcn.backend import gpu_available
-from minifcn.engine import bands, memory
+from minifcn.engine import bands, memory, pool
 from minifcn.engine.separable import interpolation_matrices, separable_factors
 from minifcn.engine.threads import num_threads, split_work
 from minifcn.init import bilinear_upsampling_weight
@@ -90,6 +90,14 @@ def test_scratch_buffers_are_kept_per_name_dtype_and_thread():
     size = memory.SCRATCH_MAX_BYTES // 4 + 1  # one float32 over the bound: never kept
     assert not np.shares_memory(memory.scratch("test-a", (size,), np.float32, np),
                                 memory.scratch("test-a", (size,), np.float32, np))
+
+
+def test_pooling_blocks_cover_the_channels_once_and_stay_whole_off_the_cpu(monkeypatch):
+    monkeypatch.setattr(pool, "BLOCK_BYTES", 3 * 100)
+    blocks = list(pool._blocks(5, 16, 100, np))  # three channels of 100 bytes per block
+    assert blocks == [slice(5, 8), slice(8, 11), slice(11, 14), slice(14, 16)]
+    assert list(pool._blocks(5, 16, 1000, np)) == [slice(b, b + 1) for b in range(5, 16)]
+    assert list(pool._blocks(5, 16, 100, object())) == [slice(5, 16)]  # CuPy: one launch each
 
 
 def test_thread_count_comes_from_the_environment(monkeypatch):

@@ -27,22 +27,15 @@ def backward_is_convolution(stride, padding, kernel):
 
 
 def input_grad_into(dx, dout, rotated, padding, rectangles):
-    """``dx[:, :, rows, cols]`` = the stride-1 input gradient, for each rectangle of the input.
+    """Write the stride-1 input gradient into ``dx`` (N, C_in, H, W) on each of ``rectangles``
+    (pairs of slices of its rows and columns), and nowhere else.
 
-    Parameters
-    ----------
-    dx : array, shape (N, C_in, H, W)
-        Written on the rectangles only.
-    dout : array, shape (N, C_out, H_out, W_out)
-    rotated : array, shape (C_in, C_out, kh, kw)
-        :func:`rotated_kernel` of the forward's weight.
-    padding : (int, int)
-        The forward's padding, less than the kernel (:func:`backward_is_convolution`).
-    rectangles : iterable of (slice, slice)
-        Rows and columns of ``dx``: each is a convolution of ``dout`` with ``rotated``
-        (:func:`minifcn.engine.bands.convolve_rectangles`), which unfolds only the rows and
-        columns of ``dout`` it reads, or takes Winograd's F(2x2, 3x3) for the 3x3 layers with
-        many channels.
+    It is the convolution of ``dout`` (N, C_out, H_out, W_out) with ``rotated`` (C_in, C_out,
+    kh, kw; :func:`rotated_kernel` of the forward's weight), padded by ``kernel - 1 -
+    padding`` (:func:`stride1_backward`'s Notes; ``padding`` is the forward's, less than the
+    kernel): :func:`minifcn.engine.bands.convolve_rectangles` computes it, unfolding only the
+    rows and columns of ``dout`` a rectangle reads, or by Winograd's F(2x2, 3x3) for the 3x3
+    layers with many channels.
     """
     (ph, pw), (kh, kw) = padding, rotated.shape[2:]
     convolve_rectangles(dx, dout, rotated, (1, 1), (kh - 1 - ph, kw - 1 - pw), rectangles)

@@ -47,8 +47,9 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d", *, 
     Notes
     -----
     Why: the book's column buffer is 1.1 GB for ``conv1_2`` at 500x500. What it buys: a
-    full-width forward at 500x500 in 0.9 GB of resident memory, within 1.1-1.4x of
-    PyTorch's time (``docs/performance.md``, Results). Rows whose windows see only padding
+    full-width forward at 500x500 in 0.9 GB of resident memory (PyTorch's: 1.35 GB), in
+    1.1-1.4x PyTorch's time with the bands alone and 0.7-0.85x with the border and Winograd
+    (``docs/performance.md``, Results). Rows whose windows see only padding
     are not computed: their output is the bias (item 13). The 3x3 layers with many channels
     take 4/9 of the multiplications (Winograd: 0.65-0.84x of the banded route's time,
     ``docs/performance.md``, *Fewer multiplications*).

@@ -47,7 +47,8 @@ class Parameter:
     ----------
     data : array
     grad : array or None
-        Filled (overwritten) by the owning layer's ``backward``.
+        Filled (overwritten) by the owning layer's ``backward``; None from the start of a
+        backward until it returns, and after a backward that failed.
     requires_grad : bool
         ``False`` freezes it: backward skips its gradient and optimisers skip it.
     """
@@ -182,8 +183,9 @@ class Conv2d(Layer):
         on the input's box and frames (:func:`minifcn.engine.conv.conv2d_backward`); a frozen
         weight's gradient is never computed. The last backward's gradients are dropped first
         (:func:`_release`)."""
+        cache = self.backward_check()
         _release(self.weight, self.bias)
-        dx, dweight, dbias = self.ops.conv2d_backward(dout, self.backward_check(), input_grad,
+        dx, dweight, dbias = self.ops.conv2d_backward(dout, cache, input_grad,
                                                       self.weight.requires_grad, self.name)
         _store(self.weight, dweight)
         _store(self.bias, dbias)
@@ -212,9 +214,10 @@ class ConvTranspose2d(Layer):
 
     def backward(self, dout, input_grad=True):
         """As :meth:`Conv2d.backward`: frozen upsamplers compute no weight gradient."""
+        cache = self.backward_check()
         _release(self.weight, self.bias)
         dx, dweight, dbias = self.ops.conv_transpose2d_backward(
-            dout, self.backward_check(), input_grad, self.weight.requires_grad, self.name)
+            dout, cache, input_grad, self.weight.requires_grad, self.name)
         _store(self.weight, dweight)
         _store(self.bias, dbias)
         return dx
@@ -356,7 +359,8 @@ def _is_cupy_rng(rng):
 def _release(*params):
     """Drop the gradients of the last backward before computing new ones, so that the two never
     take memory together: FCN's ``fc6`` gradient is 411 MB, and a training pass at 500x500
-    peaked in ``fc6``'s backward while it held both (2.57 GB; 2.46 GB with this)."""
+    peaked in ``fc6``'s backward while it held both (2.57 GB; 2.46 GB with this and the box
+    input gradient's sums, ``docs/performance.md``, *The training peak*)."""
     for param in params:
         if param is not None:
             param.grad = None

@@ -264,7 +264,8 @@ def test_max_pool2d(cfg, ties, dtype, block, monkeypatch):
     shape, k, s, p, ceil = cfg
     x = well_separated(np.random.default_rng(3), shape).astype(dtype)
     if block:  # each thread walks its channels in blocks of 1 or 2 (uneven at the end)
-        monkeypatch.setattr(engine_pool, "BLOCK_BYTES", block * x[:, 0].nbytes)
+        h, w = engine.max_pool2d_forward(x, k, s, p, ceil)[1][1].shape[2:]  # with its canvas
+        monkeypatch.setattr(engine_pool, "BLOCK_BYTES", block * shape[0] * h * w * x.itemsize)
     if ties:  # a third of the pixels share one value, as after a ReLU: the tie rule decides
         x = np.maximum(x, np.quantile(x, 1 / 3)).astype(dtype)
     dout = None

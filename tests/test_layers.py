@@ -58,6 +58,11 @@ def test_backward_drops_the_last_gradients_before_it_computes_new_ones(rng, kind
     assert len(seen) == 1 and seen[0][0] is None and seen[0][1] is None
     assert layer.weight.grad.shape == old[0].shape and layer.weight.grad is not old[0]
     assert layer.bias.grad.shape == old[1].shape
+    kept = layer.weight.grad
+    layer.cache = None  # a backward refused before it starts keeps them
+    with pytest.raises(RuntimeError, match="before forward"):
+        layer.backward(rng.standard_normal(out.shape))
+    assert layer.weight.grad is kept
 
 
 def test_frozen_parameter_gets_no_gradient(rng):

@@ -3,8 +3,8 @@
 The oracle is the book's im2col convolution (itself checked against its loop twin in
 test_conv.py): whole outputs and every sub-rectangle, odd and non-square sizes, paddings 0-2,
 batch 1-3, several bands and threads, float64 to 1e-10 and float32 to 1e-5 relative to the
-largest entry; then the two places the engine takes the route (a plain forward and FCN's
-bordered forward), and which layers take it.
+largest entry; then the places the engine takes the route (a plain forward, FCN's bordered
+forward, whole or in pieces, and the stride-1 input gradient), and which layers take it.
 """
 import numpy as np
 import pytest
@@ -14,6 +14,7 @@ from minifcn import ops as book
 from minifcn.engine import winograd
 from minifcn.engine.border import ConvBorder, Region, Span
 from minifcn.engine import bordered, stride1
+from minifcn.engine import rectangles as rectangles_module
 from minifcn.engine.bordered import bordered_forward
 from minifcn.models.spec import network_specs
 from tests.test_engine_equivalence import assert_same
@@ -148,9 +149,11 @@ def test_the_bordered_forward_of_a_mostly_varying_map_computes_it_whole(rows, co
     calls = []
     real = bordered.winograd_conv
     monkeypatch.setattr(bordered, "winograd_conv",
-                        lambda *a, **k: calls.append(k) or real(*a, **k))
+                        lambda *a, **k: calls.append((a, k)) or real(*a, **k))
     got = bordered_forward(x, weight, bias, (1, 1), (1, 1), border)
-    assert len(calls) == 1 and "rows" not in calls[0]
+    assert len(calls) == 1  # x, weight, padding, out: no rows or columns, positional or not
+    (args, kwargs), = calls
+    assert len(args) == 4 and not {"rows", "cols"} & set(kwargs)
     ref = book.conv2d_forward(x, weight, bias, 1, 1)[0]
     assert_same(got, ref)
     for r, c in border.out.pieces(constant=True):  # the computed constant is the constant
@@ -160,7 +163,8 @@ def test_the_bordered_forward_of_a_mostly_varying_map_computes_it_whole(rows, co
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("pad", [0, 1, 2])
-def test_the_input_gradient_takes_it_on_wide_rectangles_and_the_bands_on_thin_ones(pad, dtype):
+def test_the_input_gradient_takes_it_on_wide_rectangles_and_the_bands_on_thin_ones(pad, dtype,
+                                                                                  monkeypatch):
     # the stride-1 input gradient is a convolution of dout with the rotated kernel: 256 -> 256
     # channels take Winograd on a rectangle 4 or more on each side, the bands on a thinner one
     x, weight = case(2, 256, 256, 11, 13, dtype, seed=8)
@@ -169,20 +173,34 @@ def test_the_input_gradient_takes_it_on_wide_rectangles_and_the_bands_on_thin_on
     dout = np.random.default_rng(9).standard_normal(ref_out.shape).astype(dtype)
     ref = book.conv2d_backward(dout, cache)[0]
     rotated = stride1.rotated_kernel(weight)
-    assert winograd.winograd_pays(rotated, (1, 1), (2 - pad, 2 - pad))
     rectangles = [(slice(0, 11), slice(0, 2)), (slice(1, 9), slice(3, 12)),
                   (slice(9, 11), slice(12, 13))]
+    calls = []  # the rectangles Winograd computes: the wide one only
+
+    def spy(module):
+        real = module.winograd_conv
+        monkeypatch.setattr(module, "winograd_conv",
+                            lambda *a, **k: calls.append(a[4:6] or (None, None)) or real(*a, **k))
+
+    spy(rectangles_module)
     dx = np.full_like(x, np.nan)
     stride1.input_grad_into(dx, dout, rotated, (pad, pad), rectangles)
+    assert calls == [rectangles[1]]
     written = np.zeros(x.shape[2:], bool)
     for rows, cols in rectangles:
         assert_same(dx[:, :, rows, cols], ref[:, :, rows, cols])
         written[rows, cols] = True
     assert np.isnan(dx[:, :, ~written]).all()
-    # and the whole gradient of a layer that does not widen, with its weight gradient
-    got = stride1.stride1_backward(dout, x, weight, (pad, pad))
-    for a, b in zip(got, book.conv2d_backward(dout, cache)[:2]):
-        assert_same(a, b)
+    # and the whole gradient of a layer that does not widen, with and without its weight
+    # gradient: Winograd once more, on the whole map
+    spy(stride1)
+    for weight_grad in (True, False):
+        calls.clear()
+        got = stride1.stride1_backward(dout, x, weight, (pad, pad), weight_grad)
+        assert calls == [(None, None)]
+        want = book.conv2d_backward(dout, cache)[:2]
+        assert_same(got[0], want[0])
+        assert_same(got[1], want[1] if weight_grad else None)
 
 
 def test_which_layers_take_it():

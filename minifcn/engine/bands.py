@@ -17,7 +17,6 @@ from ..backend import get_array_module
 from ..ops._util import conv_output_size, pair
 from .im2col import im2col
 from .memory import scratch
-from .winograd import MIN_WINOGRAD_SIDE, mix_kernel, winograd_conv, winograd_pays
 
 CHUNK_BYTES = 4 * 2**20  # a band's columns, still in cache when the GEMM reads them
 MIN_BAND_ROWS = 5  # fewer rows per band cost more in per-band overheads than the cache saves
@@ -162,39 +161,3 @@ def conv_weight_grad(dout, cols):
     for n in range(1, dout.shape[0]):
         dweight += dout[n] @ cols[n].T
     return dweight
-
-
-def convolve_rectangles(out, x, weight, stride, padding, rectangles, mixed_kernel=None):
-    """``out[:, :, rows, cols]`` = the convolution of ``x`` (no bias), for each rectangle.
-
-    Parameters
-    ----------
-    out : array, shape (N, C_out, H_out, W_out)
-        Written on the rectangles only.
-    x : array, shape (N, C_in, H, W)
-    weight : array, shape (C_out, C_in, kh, kw)
-    stride, padding : (int, int)
-    rectangles : iterable of (slice, slice)
-        Rows and columns of ``out``.
-    mixed_kernel : array, shape (4, 4, C_out, C_in), optional
-        :func:`minifcn.engine.winograd.mix_kernel` of ``weight``, when the caller has it.
-
-    Notes
-    -----
-    The 3x3 layers with many channels (:func:`minifcn.engine.winograd.winograd_pays`) take
-    Winograd's F(2x2, 3x3) on rectangles at least ``MIN_WINOGRAD_SIDE`` on both sides; the
-    others, and thinner rectangles (FCN's frames), take the bands, which unfold only the rows
-    and columns of ``x`` that a rectangle reads.
-    """
-    mixed = mixed_kernel
-    if mixed is None and winograd_pays(weight, stride, padding):
-        mixed = mix_kernel(weight)
-    w2d = weight.reshape(weight.shape[0], -1)  # (C_out, C_in*kh*kw)
-    for rows, cols in rectangles:
-        if mixed is not None and min(rows.stop - rows.start,
-                                     cols.stop - cols.start) >= MIN_WINOGRAD_SIDE:
-            winograd_conv(x, weight, padding, out, rows, cols, mixed_kernel=mixed)
-            continue
-        for out_rows, _, columns in column_bands(x, weight, stride, padding, reuse=True,
-                                                 rows=rows, cols=cols):
-            multiply_into(out, out_rows, w2d, columns, cols)

@@ -5,9 +5,10 @@ its output are the blank-image constant and which depend on the input (the box a
 frames), and what the constants are. These functions use that:
 
 - :func:`bordered_forward`: the output is the constant, written where it holds, and the
-  engine's banded convolution on each input-dependent rectangle
-  (:func:`minifcn.engine.bands.column_bands` with a row and column range): the GEMMs shrink
-  to the box and the frames;
+  engine's convolution on each input-dependent rectangle
+  (:func:`minifcn.engine.rectangles.convolve_rectangles`: bands with a row and column range,
+  or Winograd's F(2x2, 3x3)): the GEMMs shrink to the box and the frames. A Winograd layer
+  whose output is mostly input-dependent computes its whole map instead;
 - :func:`bordered_weight_grad`: ``dW = sum_o dout[o] cols[o]^T`` over the input-dependent
   positions only, plus one outer product for all the others, whose columns are all the same
   vector (the constant below, at every tap): ``(sum of dout there) x (constant patch)``;
@@ -27,8 +28,9 @@ Layouts: ``x`` (N, C_in, H, W), ``weight`` (C_out, C_in, kh, kw).
 from __future__ import annotations
 
 from ..backend import get_array_module
-from .bands import column_bands, conv_weight_grad, convolve_rectangles
+from .bands import column_bands, conv_weight_grad
 from .im2col import accumulate
+from .rectangles import convolve_rectangles
 from .stride1 import backward_is_convolution, input_grad_into, rotated_kernel
 from .winograd import mix_kernel, winograd_conv, winograd_pays
 
@@ -39,7 +41,8 @@ WINOGRAD_WHOLE_SHARE = 0.75
 
 
 def bordered_forward(x, weight, bias, stride, padding, border):
-    """The convolution's output, computing only the input-dependent rectangles.
+    """The convolution's output, computing only the input-dependent rectangles (or, for a
+    Winograd layer with at least ``WINOGRAD_WHOLE_SHARE`` of them, the whole map in one call).
 
     Parameters
     ----------
@@ -181,7 +184,7 @@ def bordered_input_grad(dout, weight, padding, border):
     -----
     On the rectangles, the stride-1 input gradient of
     :func:`minifcn.engine.stride1.stride1_backward` (a convolution of ``dout`` with the
-    rotated kernel), restricted by :func:`minifcn.engine.bands.column_bands`. The sum over
+    rotated kernel), by :func:`minifcn.engine.stride1.input_grad_into`. The sum over
     the whole map needs no pixel of it: ``dx[y, x] = sum_ij W[:, :, i, j]^T dout[y + ph - i,
     x + pw - j]``, so the whole sum is ``sum_ij W[:, :, i, j]^T R_ij``, ``R_ij`` the sum of
     ``dout`` over the rectangle of outputs that tap ``(i, j)`` maps onto the input (the
@@ -207,7 +210,7 @@ def bordered_input_grad(dout, weight, padding, border):
     count = n * sum((r.stop - r.start) * (c.stop - c.start) for r, c in constant)
     if count:
         # summed over the batch and the rows at once: no (C_out, H_out, W_out) temporary, which
-        # at 500x500 was conv1_2's 119 MiB and the training pass's peak
+        # at 500x500 was conv1_2's 119 MiB, next to the training pass's peak
         column_sums = dout.sum(axis=(0, 2))  # (C_out, W_out)
         whole_sum = xp.zeros(c_in, dtype=dout.dtype)
         for i in range(kh):

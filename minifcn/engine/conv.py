@@ -10,8 +10,9 @@ What differs, and why (figures from ``docs/performance.md``):
 - a batch-1 product written straight into the output's rows (item 6);
 - stride-1 layers that do not widen take :func:`minifcn.engine.stride1.stride1_backward`
   (item 12); the others fold band by band into the gradient (items 16, 17, 19);
-- the forward of 3x3 layers with many channels by Winograd's F(2x2, 3x3)
-  (:mod:`minifcn.engine.winograd`, *Fewer multiplications*).
+- the forward of 3x3 layers with many channels by Winograd's F(2x2, 3x3), and the input
+  gradient of those that do not widen (:mod:`minifcn.engine.winograd`, *Fewer
+  multiplications*).
 
 Layouts: ``x`` (N, C_in, H, W), ``weight`` (C_out, C_in, kh, kw), ``bias`` (C_out,).
 """
@@ -48,7 +49,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d", *, 
     -----
     Why: the book's column buffer is 1.1 GB for ``conv1_2`` at 500x500. What it buys: a
     full-width forward at 500x500 in 0.9 GB of resident memory (PyTorch's: 1.35 GB), in
-    1.1-1.4x PyTorch's time with the bands alone and 0.7-0.85x with the border and Winograd
+    1.1-1.4x PyTorch's time with the bands alone and 0.67-0.85x with the border and Winograd
     (``docs/performance.md``, Results). Rows whose windows see only padding
     are not computed: their output is the bias (item 13). The 3x3 layers with many channels
     take 4/9 of the multiplications (Winograd: 0.65-0.84x of the banded route's time,

@@ -14,8 +14,8 @@ The same output, the same gradients and the same tie rule as the book's (tested 
   equal to the kernel, as in FCN) the backward writes each offset's slice once instead of
   zero-filling and accumulating.
 - The channels are split among CPU threads, and each thread walks its channels in blocks of
-  about ``BLOCK_BYTES`` of input (:func:`_blocks`), so that the second to last kernel offsets
-  read what the first one brought into the cache.
+  about ``BLOCK_BYTES`` of input (:func:`_blocks`), so that every kernel offset after the first
+  reads what the first one brought into the cache.
 
 What it buys (two threads, ``docs/performance.md`` items 4 and 11 and *Pooling in blocks*):
 ``pool1`` at 500x500 forward 123 to 36 ms, forward and backward together 183 to 111 ms; an
@@ -37,7 +37,7 @@ BLOCK_BYTES = 2**20  # of input per block of channels: the offsets' passes stay 
 
 def _blocks(c0, c1, channel_bytes, xp):
     """Slices of the channels ``c0:c1``, each of about ``BLOCK_BYTES`` of input
-    (``channel_bytes`` per channel), and at least one channel. On CuPy one slice, all of them:
+    (``channel_bytes`` per channel, the whole batch's), and at least one channel. On CuPy one slice, all of them:
     the GPU has no cache to keep, and each block would cost its own kernel launches."""
     if xp is not np:
         yield slice(c0, c1)

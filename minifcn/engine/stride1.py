@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 from ..ops._util import pair
-from .bands import column_bands, conv_weight_grad, convolve_rectangles, multiply_into
+from .bands import column_bands, conv_weight_grad, multiply_into
 from .im2col import accumulate
+from .rectangles import convolve_rectangles
 from .winograd import winograd_conv, winograd_pays
 
 
@@ -27,14 +28,25 @@ def backward_is_convolution(stride, padding, kernel):
 
 
 def input_grad_into(dx, dout, rotated, padding, rectangles):
-    """Write the stride-1 input gradient into ``dx`` (N, C_in, H, W) on each of ``rectangles``
-    (pairs of slices of its rows and columns), and nowhere else.
+    """``dx[:, :, rows, cols]`` = the stride-1 input gradient, on each rectangle and nowhere else.
 
-    It is the convolution of ``dout`` (N, C_out, H_out, W_out) with ``rotated`` (C_in, C_out,
-    kh, kw; :func:`rotated_kernel` of the forward's weight), padded by ``kernel - 1 -
-    padding`` (:func:`stride1_backward`'s Notes; ``padding`` is the forward's, less than the
-    kernel): :func:`minifcn.engine.bands.convolve_rectangles` computes it, unfolding only the
-    rows and columns of ``dout`` a rectangle reads, or by Winograd's F(2x2, 3x3) for the 3x3
+    Parameters
+    ----------
+    dx : array, shape (N, C_in, H, W)
+    dout : array, shape (N, C_out, H_out, W_out)
+    rotated : array, shape (C_in, C_out, kh, kw)
+        :func:`rotated_kernel` of the forward's weight.
+    padding : (int, int)
+        The forward's, less than the kernel (:func:`backward_is_convolution`).
+    rectangles : iterable of (slice, slice)
+        Rows and columns of ``dx``.
+
+    Notes
+    -----
+    The gradient is the convolution of ``dout``, padded by ``kernel - 1 - padding``, with
+    ``rotated`` (:func:`stride1_backward`'s Notes), so
+    :func:`minifcn.engine.rectangles.convolve_rectangles` computes it: bands that unfold only
+    the rows and columns of ``dout`` a rectangle reads, or Winograd's F(2x2, 3x3) for the 3x3
     layers with many channels.
     """
     (ph, pw), (kh, kw) = padding, rotated.shape[2:]
@@ -97,17 +109,17 @@ def stride1_backward(dout, x, weight, padding, weight_grad=True):
     dout_padding = (kh - 1 - padding[0], kw - 1 - padding[1])
     dx = xp.empty((n, c_in, h, w), dtype=dout.dtype)  # every row is written: padding < kernel
     winograd = winograd_pays(rotated, (1, 1), dout_padding)
-    if winograd:
+    if winograd:  # dx by Winograd's F(2x2, 3x3); the unfolding below serves dW alone
         winograd_conv(dout, rotated, dout_padding, dx)
-        if not weight_grad:
-            return dx, None
     grad = None  # (C_in, C_out*kh*kw): the weight gradient, rotated
-    for rows, _, cols in column_bands(dout, rotated, (1, 1), dout_padding, reuse=True):
-        if not winograd:
-            multiply_into(dx, rows, r2d, cols)  # cols: (N, C_out*kh*kw, band_rows*W)
-        if weight_grad:
-            x_band = x[:, :, rows].reshape(n, c_in, (rows.stop - rows.start) * w)  # (N, C_in, L)
-            grad = accumulate(grad, conv_weight_grad(x_band, cols))
+    if weight_grad or not winograd:
+        for rows, _, cols in column_bands(dout, rotated, (1, 1), dout_padding, reuse=True):
+            if not winograd:
+                multiply_into(dx, rows, r2d, cols)  # cols: (N, C_out*kh*kw, band_rows*W)
+            if weight_grad:
+                length = (rows.stop - rows.start) * w
+                x_band = x[:, :, rows].reshape(n, c_in, length)  # (N, C_in, L)
+                grad = accumulate(grad, conv_weight_grad(x_band, cols))
     if not weight_grad:
         return dx, None
     return dx, rotated_kernel(grad.reshape(c_in, c_out, kh, kw))  # rotated back

@@ -55,9 +55,6 @@ OUTPUT_MIX = np.array([[1, 1, 1, 0], [0, 1, -1, -1]])
 # find their data in the cache, and one scratch buffer small enough to keep. Chosen on the
 # whole 500x500 forward (docs/performance.md, *Fewer multiplications*).
 BAND_BYTES = 24 * 2**20
-# Rectangles thinner than this (FCN's frames) take the banded route: their blocks hang over
-# and their products are short.
-MIN_WINOGRAD_SIDE = 4
 # Channels from which the 16 smaller products outweigh the mixing (docs/performance.md, *Fewer
 # multiplications*): VGG16's conv3_2 and every 3x3 layer after it.
 MIN_IN_CHANNELS, MIN_OUT_CHANNELS = 256, 256

@@ -37,8 +37,9 @@ BLOCK_BYTES = 2**20  # of input per block of channels: the offsets' passes stay 
 
 def _blocks(c0, c1, channel_bytes, xp):
     """Slices of the channels ``c0:c1``, each of about ``BLOCK_BYTES`` of input
-    (``channel_bytes`` per channel, the whole batch's), and at least one channel. On CuPy one slice, all of them:
-    the GPU has no cache to keep, and each block would cost its own kernel launches."""
+    (``channel_bytes`` per channel, the whole batch's), and at least one channel. On CuPy one
+    slice, all of them: the GPU has no cache to keep, and each block would cost its own kernel
+    launches."""
     if xp is not np:
         yield slice(c0, c1)
         return

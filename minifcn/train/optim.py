@@ -27,7 +27,6 @@ import numpy as np
 from ..backend import get_array_module
 
 SCHEDULES = ("fixed", "step", "poly")
-OPTIMIZERS = ("sgd", "adam")
 
 
 def learning_rate(base_lr, iteration, schedule="fixed", max_iter=None, step_size=None, gamma=0.1,
@@ -87,6 +86,16 @@ class Optimizer:
         for _, p in self.params:
             p.grad = None
 
+    def _updates(self, lr):
+        """``(name, parameter, is_bias, rate)`` for every parameter that has a gradient:
+        ``rate`` is ``lr`` (the base rate when None), doubled for biases with ``bias_lr_x2``."""
+        lr = self.lr if lr is None else lr
+        for name, p in self.params:
+            if p.grad is None:
+                continue
+            is_bias = name.endswith(".bias")
+            yield name, p, is_bias, lr * (2.0 if is_bias and self.bias_lr_x2 else 1.0)
+
     def _buffers(self, state, prefix, xp):
         """``{parameter name: array}`` from the ``prefix`` keys of ``state``, refusing unknown
         names and shapes that are not the parameter's."""
@@ -128,16 +137,12 @@ class SGD(Optimizer):
 
     def step(self, lr=None):
         """Apply one update with learning rate ``lr`` (default: the base rate)."""
-        lr = self.lr if lr is None else lr
-        for name, p in self.params:
-            if p.grad is None:
-                continue
-            is_bias = name.endswith(".bias")
+        for name, p, is_bias, rate in self._updates(lr):
             g = p.grad if is_bias or not self.weight_decay else p.grad + self.weight_decay * p.data
             v = self.velocity.get(name)
             v = g.copy() if v is None else v * p.data.dtype.type(self.momentum) + g
             self.velocity[name] = v
-            p.data -= p.data.dtype.type(lr * (2.0 if is_bias and self.bias_lr_x2 else 1.0)) * v
+            p.data -= p.data.dtype.type(rate) * v
 
     def state_dict(self):
         """Momentum buffers, keyed ``momentum.<param name>``."""
@@ -176,15 +181,11 @@ class Adam(Optimizer):
 
     def step(self, lr=None):
         """Apply one update with learning rate ``lr`` (default: the base rate)."""
-        lr = self.lr if lr is None else lr
         self.steps += 1
         beta1, beta2 = self.momentum, self.beta2
         correction1, correction2 = 1 - beta1 ** self.steps, 1 - beta2 ** self.steps
-        for name, p in self.params:
-            if p.grad is None:
-                continue
+        for name, p, is_bias, rate in self._updates(lr):
             xp, dtype = get_array_module(p.data), p.data.dtype.type
-            is_bias = name.endswith(".bias")
             g = p.grad
             if name not in self.mean:
                 self.mean[name], self.square[name] = xp.zeros_like(p.data), xp.zeros_like(p.data)
@@ -193,7 +194,6 @@ class Adam(Optimizer):
             m += dtype(1 - beta1) * g
             s *= dtype(beta2)
             s += dtype(1 - beta2) * (g * g)
-            rate = lr * (2.0 if is_bias and self.bias_lr_x2 else 1.0)
             if self.weight_decay and not is_bias:
                 p.data -= dtype(rate * self.weight_decay) * p.data  # the weight before this step
             root = xp.sqrt(s * dtype(1 / correction2))
@@ -220,10 +220,11 @@ class Adam(Optimizer):
         self.steps = 0 if steps is None else int(steps)
 
 
+OPTIMIZERS = {"sgd": SGD, "adam": Adam}  # the config's ``optimizer`` choices
+
+
 def make_optimizer(config, named_parameters):
-    """The optimiser ``config.optimizer`` names (one of :data:`OPTIMIZERS`, which the config
+    """The optimiser ``config.optimizer`` names (a key of :data:`OPTIMIZERS`, which the config
     checks), with the config's rate, momentum, decay and bias rate."""
-    return {"sgd": SGD, "adam": Adam}[config.optimizer](named_parameters, config.lr, config.momentum,
-                                   config.weight_decay, config.bias_lr_x2)
-
-
+    return OPTIMIZERS[config.optimizer](named_parameters, config.lr, config.momentum,
+                                        config.weight_decay, config.bias_lr_x2)

@@ -299,3 +299,31 @@ def test_reach_backward_equals_the_books(shape, kernel, padding, rows, cols):
     np.testing.assert_allclose(dx, ref_dx, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dweight, ref_dweight, rtol=1e-12, atol=1e-12)
     assert dout_reach(np.zeros(out.shape)) is None
+
+
+# ---- which layers keep their border --------------------------------------------------------
+
+@pytest.mark.parametrize("box,keeps", [((4, 9), True), ((3, 10), False)])  # 68, 82 %
+def test_a_banded_layer_mostly_input_dependent_computes_its_whole_map(box, keeps):
+    from minifcn import engine
+    from minifcn.engine.bordered import WHOLE_SHARE
+
+    rng = np.random.default_rng(11)
+    h = w = 15
+    region = Region(Span(h, *box, 1, 1), Span(w, *box, 1, 1))
+    constant = rng.standard_normal(3)
+    x = np.broadcast_to(constant[None, :, None, None], (2, 3, h, w)).copy()
+    for r, c in region.pieces():
+        x[:, :, r, c] = rng.standard_normal((2, 3, r.stop - r.start, c.stop - c.start))
+    weight, bias = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    out_region = region.after_conv(3, 1, 1)
+    border = ConvBorder(region, out_region, constant,
+                        bias + weight.sum(axis=(2, 3)) @ constant)
+    assert (out_region.varying_fraction() < WHOLE_SHARE) == keeps and not out_region.is_whole
+    out, cache = engine.conv2d_forward(x, weight, bias, 1, 1, border=border)
+    assert (cache[-1] is border) == keeps  # the backward takes the same route
+    ref, ref_cache = book.conv2d_forward(x, weight, bias, 1, 1)
+    assert_same(out, ref)
+    dout = rng.standard_normal(out.shape)
+    for got, want in zip(engine.conv2d_backward(dout, cache), book.conv2d_backward(dout, ref_cache)):
+        assert_same(got, want)

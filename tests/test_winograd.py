@@ -133,7 +133,7 @@ def test_the_bordered_forward_takes_it_on_the_box_and_the_banded_route_on_the_fr
     x, weight, bias, border = bordered_case((5, 14), (4, 16), dtype)
     sides = [min(r.stop - r.start, c.stop - c.start) for r, c in border.out.pieces()]
     assert max(sides) >= 4 > min(sides)  # both routes are taken
-    assert border.out.varying_fraction() < bordered.WINOGRAD_WHOLE_SHARE
+    assert border.out.varying_fraction() < bordered.WHOLE_SHARE
     got = bordered_forward(x, weight, bias, (1, 1), (1, 1), border)
     assert_same(got, book.conv2d_forward(x, weight, bias, 1, 1)[0])
 
@@ -145,7 +145,7 @@ def test_the_bordered_forward_of_a_mostly_varying_map_computes_it_whole(rows, co
     # 85 and 92 % of the output varies: one Winograd call over the whole map, constant included
     x, weight, bias, border = bordered_case(rows, cols, dtype, seed=7)
     share = border.out.varying_fraction()
-    assert bordered.WINOGRAD_WHOLE_SHARE <= share < 1
+    assert bordered.WHOLE_SHARE <= share < 1
     calls = []
     real = bordered.winograd_conv
     monkeypatch.setattr(bordered, "winograd_conv",

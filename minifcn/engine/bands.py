@@ -120,19 +120,31 @@ def column_bands(x, weight, stride, padding, unfold=True, reuse=False, rows=None
         yield slice(r0, r1), slice(top, bottom), im2col(part, (kh, kw), stride, 0, out=out)
 
 
-def multiply_into(out, out_rows, w2d, cols, out_cols=None):
-    """``out[:, :, out_rows, out_cols] = w2d @ cols``: (C_out, K) @ (N, K, band_rows*W_band).
+def multiply_into(out, out_rows, w2d, cols, out_cols=None, bias=None):
+    """``out[:, :, out_rows, out_cols] = w2d @ cols (+ bias)``: (C_out, K) @ (N, K,
+    band_rows*W_band).
 
-    ``out_cols`` (a slice, default every column) is the band's columns of the output."""
+    ``out_cols`` (a slice, default every column) is the band's columns of the output;
+    ``bias`` (C_out,), when given, is added as the product is copied into ``out`` (no second
+    pass over the output)."""
+    xp = get_array_module(out)
     n, c_out, _, out_w = out.shape
     whole = out_cols is None or (out_cols.start, out_cols.stop) == (0, out_w)
-    if n == 1 and whole:  # the product lands in the output's rows directly, no copy
-        get_array_module(out).matmul(w2d, cols[0], out=out[0, :, out_rows].reshape(c_out, -1))
-    else:  # one batched product (N small GEMMs in one call), then a copy
-        rows = out_rows.stop - out_rows.start  # not -1: N may be 0
-        out_cols = slice(0, out_w) if out_cols is None else out_cols
-        out[:, :, out_rows, out_cols] = (w2d @ cols).reshape(
-            n, c_out, rows, out_cols.stop - out_cols.start)
+    if n == 1 and whole and out.flags.c_contiguous:  # the product lands in the output's rows
+        # directly, no copy (on a transposed view, reshape would copy: the product would be lost)
+        band = out[0, :, out_rows].reshape(c_out, -1)
+        xp.matmul(w2d, cols[0], out=band)
+        if bias is not None:
+            band += bias[:, None]
+        return
+    # one batched product (N small GEMMs in one call), then a copy
+    rows = out_rows.stop - out_rows.start  # not -1: N may be 0
+    out_cols = slice(0, out_w) if out_cols is None else out_cols
+    product = (w2d @ cols).reshape(n, c_out, rows, out_cols.stop - out_cols.start)
+    if bias is None:
+        out[:, :, out_rows, out_cols] = product
+    else:
+        xp.add(product, bias[:, None, None], out=out[:, :, out_rows, out_cols])
 
 
 def conv_weight_grad(dout, cols):

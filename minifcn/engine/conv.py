@@ -22,7 +22,7 @@ from ..backend import get_array_module
 from ..ops._util import check_grad, pair
 from ..ops.conv import check_conv_args
 from .bordered import (box_input_grad_applies, bordered_forward, bordered_input_grad,
-                       bordered_weight_grad)
+                       bordered_weight_grad, keeps_border)
 from .bands import column_bands, conv_weight_grad, image_rows, multiply_into
 from .im2col import accumulate, col2im
 from .memory import scratch
@@ -58,8 +58,8 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, name="conv2d", *, 
     kh, kw, sh, sw, ph, pw, out_h, out_w = check_conv_args(x, weight, bias, stride, padding, name)
     xp = get_array_module(x)
     n, c_out = x.shape[0], weight.shape[0]
-    if border is not None and border.out.is_whole:
-        border = None  # nothing constant: the plain route
+    if not keeps_border(border, weight, (sh, sw), (ph, pw)):
+        border = None  # nothing constant, or too little to pay: the plain route
     if border is not None:
         out = bordered_forward(x, weight, bias, (sh, sw), (ph, pw), border)
         return out, (x, weight, bias is not None, (sh, sw), (ph, pw), out.shape, border)

@@ -28,8 +28,8 @@ def is_tall(rows, cols):
     so such a rectangle is a wide, short one of the transposed arrays. Why: im2col copies one
     output row of each kernel tap at a time, and a side frame's rows are 1-6 positions long:
     thousands of tiny copies. Transposed, each copy runs along the frame's height. What it
-    buys: a (110, 3) frame of the demo's narrow ``conv2_2`` (8 channels, batch 4) 0.27 to
-    0.10 ms (``docs/performance.md``, *Tall frames, transposed*).
+    buys: a (110, 3) frame of the demo's narrow ``conv2_2`` (8 channels, batch 4) 0.22 to
+    0.07 ms (``docs/performance.md``, *Frames as strips, tall ones transposed*).
     """
     height, width = rows.stop - rows.start, cols.stop - cols.start
     return width < height and width <= TALL_MAX_WIDTH

@@ -36,8 +36,9 @@ from .winograd import mix_kernel, winograd_conv, winograd_pays
 
 # From this share of input-dependent outputs on, a layer computes its whole map: the frames'
 # small products cost more than the thin constant ring saves (docs/performance.md, *Fewer
-# multiplications* and *Frames as strips, tall ones transposed*). A Winograd layer makes one call over the
-# map and keeps its border for the backward; a banded one drops its border (:func:`keeps_border`).
+# multiplications* and *Frames as strips, tall ones transposed*). A Winograd layer makes one
+# call over the map and keeps its border for the backward; a banded one drops its border
+# (:func:`keeps_border`).
 WHOLE_SHARE = 0.75
 
 

@@ -16,6 +16,9 @@ Tasks (``spec["task"]``):
 - ``step``: the narrow training step (width 1/16, 96x96, batch 4, pad 69, no dropout):
   forward, loss, backward and a momentum-SGD update.
 - ``parity``: both networks on one small input, to show that they compute the same thing.
+- ``trainer_step``: the ``demo`` preset's whole trainer step (batch generation, Adam, the
+  loss guard: what ``minifcn demo`` times), its batch shared among ``spec["processes"]``
+  processes (:mod:`benchmarks.processes`).
 
 Peak memory is the process's peak resident set size (``VmHWM``) from the first timed pass
 on: it is reset after the model is built (``/proc/self/clear_refs``), so the float64
@@ -325,6 +328,29 @@ def narrow_step(spec):
     return dict(totals=times)
 
 
+def trainer_step(spec):
+    import tempfile
+
+    from minifcn.train import Trainer, preset
+
+    config = preset("demo").replace(processes=int(spec["processes"]), minutes=0.0)
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = Trainer(config, folder, progress=False)
+        try:
+            for _ in range(5):  # warm-up: the workers start, Adam's buffers come into being
+                trainer.step()
+                trainer.iteration += 1
+            times = []
+            for _ in range(spec["repeats"]):
+                start = time.perf_counter()
+                trainer.step()
+                trainer.iteration += 1
+                times.append(time.perf_counter() - start)
+        finally:
+            trainer.close()
+    return dict(totals=times)
+
+
 # ---------------------------------------------------------------------------- GEMM, parity
 def gemm(spec):
     """Median GFLOP/s of a 4096^3 float32 product: ``np.matmul`` (``cupy.matmul`` on the GPU),
@@ -388,7 +414,7 @@ def blas_threads():
     return {f"{p['internal_api']} ({p['prefix']})": p["num_threads"] for p in threadpool_info()}
 
 
-TASKS = {"gemm": gemm, "parity": parity, "step": narrow_step,
+TASKS = {"gemm": gemm, "parity": parity, "step": narrow_step, "trainer_step": trainer_step,
          ("fcn", "minifcn"): minifcn_fcn, ("fcn", "book"): minifcn_fcn, ("fcn", "torch"): torch_fcn}
 
 

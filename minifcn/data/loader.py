@@ -91,8 +91,8 @@ class BatchLoader:
             image, label = random_flip(image, label, rng)
         return image, label.astype(np.int64)
 
-    def batch(self, epoch, batch_index, order=None):
-        """Batch ``batch_index`` of epoch ``epoch``.
+    def batch(self, epoch, batch_index, order=None, share=None):
+        """Batch ``batch_index`` of epoch ``epoch``, or its images ``start:stop`` (``share``).
 
         Returns
         -------
@@ -103,8 +103,10 @@ class BatchLoader:
             raise IndexError(f"batch {batch_index} out of range for {len(self)} batches")
         if order is None:
             order = self.order(epoch)
-        start = batch_index * self.batch_size
-        positions = range(start, min(start + self.batch_size, len(order)))
+        first = batch_index * self.batch_size
+        positions = range(first, min(first + self.batch_size, len(order)))
+        if share is not None:
+            positions = positions[share[0]:share[1]]
         samples = [self.sample(epoch, p, int(order[p])) for p in positions]
         shapes = {label.shape for _, label in samples}
         if len(shapes) > 1:

@@ -26,6 +26,7 @@ OVERRIDES = {
     "data": "synthetic, voc:ROOT, sbd:ROOT, pet:ROOT or folders:IMAGES,LABELS",
     "image_size": "synthetic image side / dataset crop side (0: whole images, batch 1)",
     "batch_size": "images per update",
+    "processes": "CPU processes that share each batch (at most the batch size)",
     "optimizer": "sgd (momentum SGD, as the reference) or adam (AdamW)",
     "lr": "base learning rate",
     "momentum": "SGD momentum, or Adam's beta1, in [0, 1)",

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import os
 import time
 from importlib import resources
 from pathlib import Path
@@ -39,21 +40,33 @@ def load_shipped(device="cpu"):
     return load_model(path, device=device, ops="engine") if path else None
 
 
+def demo_processes():
+    """The processes the demo's training shares each batch among: the preset's 2 where the
+    machine has two cores for them (and processes can share memory: POSIX), else 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return preset("demo").processes if os.name == "posix" and cores >= 2 else 1
+
+
+def _shared(processes):
+    return f", shared by {processes} processes" if processes > 1 else ""
+
+
 def run_demo(minutes=4.0, out_dir="minifcn-output", device="cpu", quick=False, test_images=100):
     """Train, evaluate and draw as the module says; the run's files go to ``out_dir/demo-run``,
     replacing an earlier demo's. Returns the scores of each model by name."""
     out_dir = Path(out_dir)
     start = time.perf_counter()
     # minutes=0 would mean "no time limit" to the trainer: 100,000 iterations of the preset
-    config = preset("demo").replace(minutes=check_value("minutes", minutes, positive(float)))
+    config = preset("demo").replace(minutes=check_value("minutes", minutes, positive(float)),
+                                    processes=demo_processes() if device == "cpu" else 1)
     if quick:
         config = config.replace(width=1 / 32, image_size=64, batch_size=2, iterations=10, minutes=0.0)
         test_images = 6
     print(f"[1/3] training a narrow FCN-8s (width {config.width:g}, {config.image_size}x{config.image_size} "
-          f"synthetic shapes, batch {config.batch_size}) from scratch "
+          f"synthetic shapes, batch {config.batch_size}{_shared(config.processes)}) from scratch "
           + (f"for {config.minutes:g} minutes" if config.minutes else f"for {config.iterations} iterations"))
     trainer = Trainer(config, out_dir / "demo-run", device, progress=True, overwrite=True)
-    with cpu_threads(1):  # a network this narrow trains fastest on one CPU thread
+    with cpu_threads(1):  # a network this narrow: one BLAS thread in each process
         summary = trainer.run()
     print(f"      {summary['iterations']} iterations in {summary['seconds']:.0f} s")
 

@@ -13,7 +13,8 @@ from .config import SYNTHETIC_VAL_SEED
 
 
 class SyntheticSource:
-    """Fresh ``batch_size`` samples for every iteration, from ``default_rng([seed, i])``."""
+    """Fresh ``batch_size`` samples for every iteration: image ``n`` of batch ``i`` is drawn
+    from ``default_rng([seed, i, n])``, so any share of a batch can be made on its own."""
 
     def __init__(self, config):
         self.size, self.batch_size, self.seed = config.image_size, config.batch_size, config.seed
@@ -21,10 +22,22 @@ class SyntheticSource:
         self.class_names = list(synthetic.SYNTHETIC_CLASSES)
         self.validation = synthetic.SyntheticShapes(config.val_images, self.size, seed=SYNTHETIC_VAL_SEED)
 
-    def batch(self, iteration):
-        images, labels = synthetic.sample_batch(np.random.default_rng([self.seed, iteration]),
-                                                self.batch_size, self.size)
-        return images, labels.astype(np.int64)
+    def batch(self, iteration, share=None):
+        """Images ``start:stop`` of batch ``iteration`` (``share``; default all of them).
+
+        Returns
+        -------
+        images : (stop - start, H, W, 3) uint8 array
+        labels : (stop - start, H, W) int64 array
+        """
+        start, stop = share or (0, self.batch_size)
+        count = stop - start
+        images = np.empty((count, self.size, self.size, 3), dtype=np.uint8)
+        labels = np.empty((count, self.size, self.size), dtype=np.int64)
+        for k, n in enumerate(range(start, stop)):
+            rng = np.random.default_rng([self.seed, iteration, n])
+            images[k], labels[k] = synthetic.make_sample(rng, self.size, self.size)
+        return images, labels
 
 
 class DatasetSource:
@@ -41,9 +54,14 @@ class DatasetSource:
         if len(self.loader) == 0:
             raise ValueError(f"{config.data}: no complete batch of {batch} images")
 
-    def batch(self, iteration):
+    @property
+    def batch_size(self):
+        return self.loader.batch_size
+
+    def batch(self, iteration, share=None):
+        """Images ``start:stop`` of batch ``iteration`` (``share``; default all of them)."""
         epoch, position = divmod(iteration, len(self.loader))
-        return self.loader.batch(epoch, position)
+        return self.loader.batch(epoch, position, share=share)
 
 
 def open_dataset(spec):

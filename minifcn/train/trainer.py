@@ -1,8 +1,9 @@
 """The training loop: forward, loss, backward, optimiser step; logs, validation, checkpoints.
 
 Reproducible to the bit: batch ``i`` and the dropout masks of iteration ``i`` depend only on
-``(seed, i)``, and a checkpoint holds the parameters, the momentum buffers and ``i``, so a run
-resumed from a checkpoint continues exactly as if it had never stopped.
+``(seed, i)`` (and on which share of the batch a process takes, when ``processes`` share it:
+:mod:`minifcn.train.processes`), and a checkpoint holds the parameters, the momentum buffers
+and ``i``, so a run resumed from a checkpoint continues exactly as if it had never stopped.
 
 Safe to stop: checkpoints are written atomically; Ctrl-C or SIGTERM (what ``kill``, a batch
 scheduler or a container stop sends) finishes the current iteration, saves and exits. A new
@@ -85,14 +86,24 @@ class Trainer:
         Show a progress bar.
     overwrite : bool
         Remove the files of a run already in ``out_dir`` when :meth:`run` starts.
+
+    Notes
+    -----
+    With ``config.processes > 1`` the first :meth:`step` starts the worker processes that
+    share each batch; :meth:`run` stops them when it ends, and :meth:`close` does so for a
+    caller that steps by hand.
     """
 
     def __init__(self, config: TrainConfig, out_dir, device="cpu", progress=True, overwrite=False):
         self.config, self.out_dir, self.device = config, Path(out_dir), device
         self.progress, self.overwrite = progress, overwrite
+        if config.processes > 1 and device != "cpu":
+            raise UsageError(f"setting processes (--processes): {config.processes} CPU processes "
+                             f"cannot share a batch on the {device}; use 1")
         self.source = make_source(config)
         self.model = model_for_config(config, self.source.num_classes, device).train()
         self.optimizer = make_optimizer(config, self.model.named_parameters())
+        self.workers = None  # the ProcessGroup of config.processes > 1, started by the first step
         self.guard = DivergenceGuard()
         self.iteration, self.elapsed, self.last_val = 0, 0.0, None
         self.saved_iteration = None  # iteration of the checkpoint in out_dir, once there is one
@@ -151,9 +162,16 @@ class Trainer:
         and the update: its weights have just given a sane loss and gradient.
         """
         cfg, model = self.config, self.model
-        scores, labels, loss, cache = self._forward()
-        self._check("loss", loss)
-        model.backward(softmax_cross_entropy_backward(1.0, cache), input_grad=False)
+        if cfg.processes > 1:
+            loss, valid, correct = self._split_pass()
+            self._check("loss", loss)
+        else:
+            scores, labels, loss, cache = self._forward()
+            self._check("loss", loss)
+            model.backward(softmax_cross_entropy_backward(1.0, cache), input_grad=False)
+            valid = labels != 255
+            correct = float(((scores.argmax(axis=1) == labels) & valid).sum())
+            valid = float(valid.sum())
         grad_norm = self.optimizer.grad_norm()
         self._check("gradient norm", grad_norm)
         if self._checkpoint_due:
@@ -164,9 +182,27 @@ class Trainer:
         lr *= cooldown_factor(progress, cfg.cooldown)  # 1 unless a cool-down is set
         self.optimizer.step(lr)
         self.guard.record(loss, grad_norm)
-        valid = labels != 255
-        correct = float(((scores.argmax(axis=1) == labels) & valid).sum())
-        return loss, correct / max(float(valid.sum()), 1.0), lr
+        return loss, correct / max(valid, 1.0), lr
+
+    def _split_pass(self):
+        """Forward and backward of batch ``self.iteration`` shared among ``config.processes``
+        processes (:mod:`minifcn.train.processes`): ``(loss, valid pixels, right pixels)``."""
+        if self.workers is None:
+            from .processes import ProcessGroup
+
+            self.workers = ProcessGroup(self.model, self.source, self.config, self.optimizer.params,
+                                        threads=_blas_threads())
+        try:
+            return self.workers.step(self.iteration)
+        except BaseException:  # the workers' answers are out of step now: start afresh next time
+            self.close()
+            raise
+
+    def close(self):
+        """Stop the worker processes of ``config.processes > 1`` (a next step starts them again)."""
+        if self.workers is not None:
+            self.workers.close()
+            self.workers = None
 
     def _forward(self):
         """Scores and loss of batch ``self.iteration``: ``(scores, labels, loss, loss cache)``."""
@@ -253,6 +289,7 @@ class Trainer:
                 signal.signal(sig, signal.SIG_DFL if handler is None else handler)
             bar.close()
             log.close()
+            self.close()
         self.save_checkpoint()
         return self.finish(reason)
 
@@ -287,6 +324,14 @@ class Trainer:
         atomic_write(self.out_dir / "summary.json", lambda tmp: Path(tmp).write_text(text))
         plot_curves(self.out_dir / "log.csv", self.out_dir / "curves.png")
         return summary
+
+
+def _blas_threads():
+    """The BLAS thread limit in force now (``cpu_threads``), for worker processes to keep."""
+    from threadpoolctl import threadpool_info
+
+    counts = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    return min(counts) if counts else None
 
 
 def _jsonable(value):

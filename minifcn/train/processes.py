@@ -1,0 +1,296 @@
+"""Data parallelism on one machine: each training batch split across CPU processes.
+
+A narrow network's training step is thousands of small NumPy calls, and one Python process
+runs one of them at a time (the interpreter lock), so a second thread gains little on it. A
+second *process* has an interpreter of its own. With ``processes=2`` and a batch of 4, each
+process computes the forward and backward of two images at the same time, and the step takes
+about as long as one share does.
+
+One step with P processes (the trainer's own, which takes share 0, and P - 1 workers):
+
+1. The trainer sends the iteration number to every worker. Each process makes its own share
+   of batch ``i`` (``source.batch(i, share)``: image ``n`` of a batch depends only on the
+   seed, ``i`` and ``n``), so no images travel between processes.
+2. Every process runs the forward and backward of its share with the same weights: the
+   workers' parameters are views of one block of shared memory, which the trainer's own
+   parameters also are and which only the trainer's optimiser changes, between steps.
+3. Each process sums its share's loss over pixels (``reduction="sum"``). A worker copies its
+   gradients into a block of shared memory of its own and answers with the loss and its
+   pixel counts.
+4. The trainer adds the workers' gradients to its own and divides by the batch's count of
+   valid pixels (for the mean loss; the summed loss keeps the sum). That is the whole batch's
+   gradient, up to the order of float additions.
+
+With dropout, each share draws its own masks (from the seed, the iteration and the share's
+index), so a run with two processes follows another path than a run with one; without
+dropout the two differ only by float rounding. Either way a run is reproducible for a given
+number of processes, and resumes bit for bit. The worker's side is :mod:`minifcn.train.worker`.
+"""
+from __future__ import annotations
+
+import math
+import mmap
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+from ..ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+from ..preprocess import preprocess
+
+IGNORE = 255  # the label of pixels that count for nothing
+POLL_SECONDS = 0.5  # how often a trainer waiting for a worker checks that it is still alive
+START_SECONDS = 120.0  # the most a worker may take to import, build its model and answer
+STOP_SECONDS = 60.0  # the most a worker told to stop may take to finish its share
+
+
+def shares(batch_size, processes):
+    """The images of a batch each process takes: ``[(start, stop), ...]``, as even as can be.
+
+    >>> shares(4, 2)
+    [(0, 2), (2, 4)]
+    >>> shares(5, 3)
+    [(0, 1), (1, 3), (3, 5)]
+    """
+    return [(k * batch_size // processes, (k + 1) * batch_size // processes)
+            for k in range(processes)]
+
+
+def share_pass(model, source, iteration, share, dropout_key):
+    """Forward and backward of one share of batch ``iteration``, with the loss summed over pixels.
+
+    Leaves the gradient of the share's summed loss in the model's parameters.
+
+    Returns
+    -------
+    loss : float
+        The share's loss, summed over its valid pixels.
+    valid, correct : int
+        Its valid pixels, and those the net classifies right.
+    """
+    xp = model.xp
+    images, labels = source.batch(iteration, share)
+    x = preprocess(images, model.preprocessing, xp=xp).astype(model.dtype, copy=False)
+    labels = xp.asarray(labels)
+    model.reseed_dropout(*dropout_key)
+    scores = model(x)
+    loss, cache = softmax_cross_entropy_forward(scores, labels, IGNORE, None, "sum")
+    model.backward(softmax_cross_entropy_backward(1.0, cache), input_grad=False)
+    valid = labels != IGNORE
+    correct = (scores.argmax(axis=1) == labels) & valid
+    return float(loss), int(valid.sum()), int(correct.sum())
+
+
+class SharedArrays:
+    """Arrays of the given shapes, end to end in one block of memory that child processes share.
+
+    The block is an unnamed temporary file mapped into memory (in ``/dev/shm`` where there is
+    one). A child maps the same file from the descriptor it inherits, so the block has no
+    name to clean up after a crash; it is gone once the last process has closed it. No lock:
+    the protocol of :class:`ProcessGroup` decides who writes when.
+    """
+
+    def __init__(self, shapes, dtype, fd=None):
+        self.shapes, self.dtype = [tuple(int(n) for n in s) for s in shapes], np.dtype(dtype)
+        sizes = [math.prod(s) for s in self.shapes]
+        nbytes = max(1, sum(sizes) * self.dtype.itemsize)
+        if fd is None:
+            folder = "/dev/shm" if os.path.isdir("/dev/shm") else None
+            self.file = tempfile.TemporaryFile(dir=folder)
+            self.file.truncate(nbytes)
+            fd = self.file.fileno()
+        self.fd = fd
+        self.memory = mmap.mmap(fd, nbytes)
+        flat = np.frombuffer(self.memory, dtype=self.dtype, count=sum(sizes))
+        ends = np.cumsum([0] + sizes)
+        self.arrays = [flat[a:b].reshape(s) for a, b, s in zip(ends[:-1], ends[1:], self.shapes)]
+
+    def handle(self):
+        """What a child needs to map the same arrays: ``(shapes, dtype name, descriptor)``."""
+        return self.shapes, self.dtype.str, self.fd
+
+
+class ProcessGroup:
+    """The trainer's side: ``processes - 1`` worker processes that share every batch with it.
+
+    Parameters
+    ----------
+    model : FCN
+        The trainer's model, on the CPU. Its parameters become views of the shared weights.
+    source : SyntheticSource or DatasetSource
+        The trainer's batches (each worker opens its own from ``config``).
+    config : TrainConfig
+        The run's settings; ``config.processes`` of them in all.
+    params : list of (str, Parameter)
+        The parameters the optimiser trains: the ones whose gradients are summed.
+    threads : int, optional
+        BLAS and engine threads per worker (default: what the libraries choose).
+
+    Raises
+    ------
+    RuntimeError
+        If a worker fails to start, naming it and what it said.
+    """
+
+    def __init__(self, model, source, config, params, threads=None):
+        if os.name != "posix":
+            raise UsageError(f"setting processes (--processes): {config.processes} processes "
+                             f"share a batch on Linux and macOS only; use 1 here")
+        self.model, self.source, self.config = model, source, config
+        self.processes = config.processes
+        self.shares = shares(config.batch_size, self.processes)
+        self.params = [p for _, p in params]
+        named = list(model.named_parameters())
+        self.weights = SharedArrays([p.shape for _, p in named], model.dtype)
+        self._views = dict(zip([id(p) for _, p in named], self.weights.arrays))
+        self._named = named
+        self.publish()
+        self.workers = []
+        try:
+            for k in range(1, self.processes):
+                grads = SharedArrays([p.shape for p in self.params], model.dtype)
+                setup = dict(config=config.to_dict(), preprocessing=model.preprocessing, index=k,
+                             names=[n for n, _ in named], trained=[n for n, _ in params],
+                             weights=self.weights.handle(), grads=grads.handle(), threads=threads)
+                self.workers.append(_Worker.start(k, grads, setup))
+            for worker in self.workers:
+                worker.receive(self.processes, "starting", timeout=START_SECONDS)
+        except BaseException:
+            self.close()
+            raise
+
+    def publish(self):
+        """Make every parameter of the trainer's model a view of the shared weights again.
+
+        Once that is so, the optimiser's updates in place are what the workers read; a
+        parameter whose array was replaced (``load_state_dict``) is copied over first.
+        """
+        for _, p in self._named:
+            view = self._views[id(p)]
+            if p.data is not view:
+                np.copyto(view, p.data)
+                p.data = view
+
+    def step(self, iteration):
+        """Forward and backward of batch ``iteration`` across the processes.
+
+        Leaves the whole batch's gradient (of the mean or summed loss, as ``config.reduction``
+        says) in the trainer's parameters.
+
+        Returns
+        -------
+        loss : float
+            The batch's loss.
+        valid, correct : int
+            The batch's valid pixels, and those classified right.
+        """
+        self.publish()
+        for worker in self.workers:
+            worker.send(("step", iteration))
+        loss, valid, correct = share_pass(self.model, self.source, iteration, self.shares[0],
+                                          (self.config.seed, iteration, 0))
+        for worker in self.workers:
+            answer = worker.receive(self.processes, f"iteration {iteration + 1}")
+            loss, valid, correct = loss + answer[0], valid + answer[1], correct + answer[2]
+            for p, grad in zip(self.params, worker.grads.arrays):
+                if p.grad is not None:
+                    p.grad += grad
+        if self.config.reduction == "mean":
+            scale = 1.0 / max(valid, 1)  # no valid pixel: loss and gradient 0, as the loss op gives
+            loss *= scale
+            for p in self.params:
+                if p.grad is not None:
+                    p.grad *= p.grad.dtype.type(scale)
+        return loss, valid, correct
+
+    def close(self):
+        """Stop the workers (each finishes what it is doing first) and wait for them."""
+        for worker in self.workers:
+            worker.stop()
+        self.workers = []
+
+
+# The worker's interpreter runs this: the package the trainer runs (its folder first on the
+# path), and nothing of the trainer's own script, so a script needs no __main__ guard.
+BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
+        "from minifcn.train.worker import main; main(int(sys.argv[2]))")
+
+
+class _Worker:
+    """One worker process as the trainer sees it: its connection and its block of gradients."""
+
+    def __init__(self, index, process, connection, grads):
+        self.index, self.process, self.connection, self.grads = index, process, connection, grads
+        self.name = f"minifcn-train-{index + 1}"
+
+    @classmethod
+    def start(cls, index, grads, setup):
+        """Start worker ``index``: a fresh interpreter that inherits one end of a socket pair and
+        the shared blocks' descriptors, and is sent ``setup`` over the socket."""
+        ours, theirs = socket.socketpair()
+        fds = [theirs.fileno(), setup["weights"][2], setup["grads"][2]]
+        for fd in fds[1:]:
+            os.set_inheritable(fd, True)
+        root = str(Path(__file__).resolve().parents[2])  # the folder that holds minifcn/
+        try:
+            process = subprocess.Popen([sys.executable, "-c", BOOT, root, str(theirs.fileno())],
+                                       pass_fds=fds, stdin=subprocess.DEVNULL)
+        finally:
+            theirs.close()
+        connection = Connection(ours.detach())
+        worker = cls(index, process, connection, grads)
+        worker.send(("setup", setup))
+        return worker
+
+    def send(self, message):
+        try:
+            self.connection.send(message)
+        except OSError:
+            self._died("waiting for work")
+
+    def receive(self, processes, during, timeout=None):
+        """The worker's answer, or a RuntimeError naming it if it failed or died."""
+        waited = 0.0
+        while not self.connection.poll(POLL_SECONDS):
+            waited += POLL_SECONDS
+            if self.process.poll() is not None:
+                self._died(during)
+            if timeout is not None and waited >= timeout:
+                self.stop()
+                raise RuntimeError(f"training process {self.index + 1} of {processes} did not "
+                                   f"answer within {timeout:.0f} s ({during})")
+        try:
+            kind, *body = self.connection.recv()
+        except (EOFError, OSError):
+            self._died(during)
+        if kind == "error":
+            raise RuntimeError(f"training process {self.index + 1} of {processes} failed "
+                               f"({during}):\n{body[0].rstrip()}")
+        return body
+
+    def _died(self, during):
+        try:
+            code = self.process.wait(1.0)
+        except subprocess.TimeoutExpired:
+            code = None
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        raise RuntimeError(f"training process {self.index + 1} ({self.name}, pid {self.process.pid}) "
+                           f"stopped ({how}) while {during}")
+
+    def stop(self):
+        try:
+            self.connection.send(("stop",))
+        except OSError:
+            pass
+        try:
+            self.process.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:  # a share that does not end: it ignores SIGTERM
+            self.process.kill()
+            self.process.wait()
+        self.connection.close()

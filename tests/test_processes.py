@@ -1,0 +1,303 @@
+"""A batch shared among CPU processes gives the whole batch's gradient, and the processes are
+started, stopped and reported on properly."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from minifcn.data.loader import BatchLoader
+from minifcn.data.synthetic import make_sample
+from minifcn.errors import UsageError
+from minifcn.ops import softmax_cross_entropy_backward
+from minifcn.train import Trainer, preset
+from minifcn.train.processes import ProcessGroup, SharedArrays, _Worker, shares
+from minifcn.train.sources import SyntheticSource
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICK = preset("quick").replace(batch_size=3, iterations=4, val_every=0, checkpoint_every=0)
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="processes share a batch on POSIX systems only")
+
+
+def whole_batch_gradient(trainer):
+    """The gradient of batch ``trainer.iteration`` computed in one process, as one batch."""
+    scores, labels, loss, cache = trainer._forward()
+    trainer.model.backward(softmax_cross_entropy_backward(1.0, cache), input_grad=False)
+    return loss, {name: p.grad.copy() for name, p in trainer.optimizer.params}
+
+
+def shared_gradient(trainer):
+    loss, valid, correct = trainer._split_pass()
+    return loss, {name: p.grad.copy() for name, p in trainer.optimizer.params}
+
+
+def assert_gradients_close(found, expected):
+    for name, g in expected.items():
+        scale = float(np.abs(g).max()) or 1.0
+        np.testing.assert_allclose(found[name], g, rtol=0, atol=3e-6 * scale, err_msg=name)
+
+
+# ---------------------------------------------------------------------- shares of a batch
+@pytest.mark.parametrize("batch", range(1, 8))
+def test_shares_cover_the_batch_once_as_evenly_as_can_be(batch):
+    for processes in range(1, batch + 1):
+        parts = shares(batch, processes)
+        assert len(parts) == processes
+        assert [n for a, b in parts for n in range(a, b)] == list(range(batch))
+        sizes = [b - a for a, b in parts]
+        assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+
+
+def test_a_share_of_a_synthetic_batch_is_those_images_of_the_whole_batch():
+    source = SyntheticSource(QUICK.replace(batch_size=5, image_size=24))
+    images, labels = source.batch(7)
+    assert images.shape == (5, 24, 24, 3) and labels.shape == (5, 24, 24) and labels.dtype == np.int64
+    for n in range(5):  # image n of batch 7 is drawn from (seed, 7, n) alone
+        image, label = make_sample(np.random.default_rng([QUICK.seed, 7, n]), 24, 24)
+        np.testing.assert_array_equal(images[n], image)
+        np.testing.assert_array_equal(labels[n], label)
+    part_images, part_labels = source.batch(7, (2, 4))
+    np.testing.assert_array_equal(part_images, images[2:4])
+    np.testing.assert_array_equal(part_labels, labels[2:4])
+    assert not np.array_equal(source.batch(8)[0], images)
+
+
+class Numbered:
+    """A dataset whose sample ``i`` is filled with ``i``, to see which samples a batch holds."""
+    num_classes, class_names = 3, ["a", "b", "c"]
+
+    def __len__(self):
+        return 11
+
+    def __getitem__(self, i):
+        return np.full((6, 7, 3), i, np.uint8), np.full((6, 7), i % 3, np.uint8)
+
+
+def test_a_share_of_a_dataset_batch_is_those_samples_of_the_whole_batch():
+    loader = BatchLoader(Numbered(), 4, crop_size=5, shuffle=True, flip=True, seed=3, drop_last=True)
+    images, labels = loader.batch(2, 1)
+    part_images, part_labels = loader.batch(2, 1, share=(1, 3))
+    np.testing.assert_array_equal(part_images, images[1:3])
+    np.testing.assert_array_equal(part_labels, labels[1:3])
+
+
+def test_shared_arrays_are_the_same_memory_through_a_second_mapping():
+    block = SharedArrays([(2, 3), (4,), ()], np.float64)
+    again = SharedArrays(*block.handle())
+    block.arrays[0][:] = np.arange(6).reshape(2, 3)
+    block.arrays[1][:] = 7
+    block.arrays[2][...] = -1
+    np.testing.assert_array_equal(again.arrays[0], np.arange(6).reshape(2, 3))
+    np.testing.assert_array_equal(again.arrays[1], [7, 7, 7, 7])
+    assert again.arrays[2] == -1 and again.arrays[2].shape == ()
+
+
+# ---------------------------------------------------------------------- the gradient
+@pytest.mark.parametrize("processes", [2, 3])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_the_shared_gradient_is_the_whole_batch_gradient(tmp_path, processes, reduction):
+    # batch 3: two processes take 1 + 2 images, so a mean of the shares' means would be wrong
+    config = QUICK.replace(processes=processes, reduction=reduction)
+    one = Trainer(config.replace(processes=1), tmp_path / "one", progress=False)
+    many = Trainer(config, tmp_path / "many", progress=False)
+    try:
+        for iteration in (0, 5):
+            one.iteration = many.iteration = iteration
+            loss, expected = whole_batch_gradient(one)
+            shared_loss, found = shared_gradient(many)
+            assert shared_loss == pytest.approx(loss, rel=1e-5)
+            assert_gradients_close(found, expected)
+    finally:
+        many.close()
+
+
+def write_pairs(root, count, size=(70, 66)):
+    """Image/label PNG pairs whose labels ignore (255) a different share of each image."""
+    rng = np.random.default_rng(4)
+    images, labels = root / "images", root / "labels"
+    images.mkdir(parents=True)
+    labels.mkdir()
+    for n in range(count):
+        label = rng.integers(0, 3, size, dtype=np.uint8)
+        label[: 10 * (n + 1)] = 255
+        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(images / f"{n}.png")
+        Image.fromarray(label).save(labels / f"{n}.png")
+    return f"folders:{images},{labels}"
+
+
+def test_the_shared_gradient_weighs_each_share_by_its_valid_pixels(tmp_path):
+    data = write_pairs(tmp_path / "data", 6)
+    config = QUICK.replace(data=data, image_size=64, batch_size=4, processes=2)
+    one = Trainer(config.replace(processes=1), tmp_path / "one", progress=False)
+    many = Trainer(config, tmp_path / "many", progress=False)
+    try:
+        images, labels = one.source.batch(0)
+        counts = [(labels[a:b] != 255).sum() for a, b in shares(4, 2)]
+        assert counts[0] != counts[1]  # the test means something only if the shares differ
+        loss, expected = whole_batch_gradient(one)
+        shared_loss, found = shared_gradient(many)
+        assert shared_loss == pytest.approx(loss, rel=1e-5)
+        assert_gradients_close(found, expected)
+    finally:
+        many.close()
+
+
+def test_one_update_with_two_processes_is_the_update_with_one(tmp_path):
+    config = QUICK.replace(iterations=1, optimizer="sgd")
+    one = Trainer(config, tmp_path / "one", progress=False)
+    two = Trainer(config.replace(processes=2), tmp_path / "two", progress=False)
+    one.run()
+    two.run()
+    assert two.workers is None  # run() stops its workers
+    for (name, a), (_, b) in zip(one.model.named_parameters(), two.model.named_parameters()):
+        np.testing.assert_allclose(b.data, a.data, rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_a_run_with_two_processes_resumes_bit_for_bit(tmp_path):
+    config = QUICK.replace(processes=2, optimizer="adam", lr=3e-3, dropout=0.5)
+    straight = Trainer(config, tmp_path / "a", progress=False)
+    straight.run()
+    first = Trainer(config.replace(iterations=2), tmp_path / "b", progress=False)
+    first.run()
+    resumed = Trainer.resume(tmp_path / "b", progress=False, iterations=4)
+    resumed.run()
+    for (name, a), (_, b) in zip(straight.model.named_parameters(), resumed.model.named_parameters()):
+        np.testing.assert_array_equal(a.data, b.data, err_msg=name)
+
+
+def test_the_weights_a_worker_reads_are_the_trainers_after_every_change(tmp_path):
+    trainer = Trainer(QUICK.replace(processes=2, optimizer="sgd"), tmp_path, progress=False)
+    try:
+        trainer.step()  # starts the worker; the update changes the shared weights in place
+        state = {k: v * 0.5 for k, v in trainer.model.state_dict().items()}
+        trainer.model.load_state_dict(state)  # may put new arrays in place of the shared ones
+        trainer.iteration = 1
+        _, found = shared_gradient(trainer)
+        check = Trainer(QUICK.replace(optimizer="sgd"), tmp_path / "check", progress=False)
+        check.model.load_state_dict(state)
+        check.iteration = 1
+        _, expected = whole_batch_gradient(check)
+        assert_gradients_close(found, expected)
+    finally:
+        trainer.close()
+
+
+# ---------------------------------------------------------------------- settings
+def test_more_processes_than_images_are_refused_by_name():
+    with pytest.raises(UsageError, match=r"processes \(--processes\): 3 processes cannot share a batch of 2"):
+        QUICK.replace(batch_size=2, processes=3)
+    with pytest.raises(UsageError, match="whole images: set image_size"):
+        QUICK.replace(data="folders:a,b", image_size=0, processes=2)
+    with pytest.raises(UsageError, match="processes"):
+        QUICK.replace(processes=0)
+
+
+def test_processes_on_the_gpu_are_refused_before_anything_is_built(tmp_path):
+    with pytest.raises(UsageError, match="cannot share a batch on the gpu"):
+        Trainer(QUICK.replace(processes=2), tmp_path, device="gpu", progress=False)
+
+
+def test_the_command_line_refuses_more_processes_than_images_in_one_line(capsys):
+    from minifcn.cli import main
+
+    assert main(["train", "--preset", "quick", "--processes", "3", "--out", "unused"]) == 1
+    err = capsys.readouterr().err
+    assert "--processes" in err and "batch of 2" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------- failures
+def test_a_worker_that_dies_is_named_with_its_signal(tmp_path):
+    trainer = Trainer(QUICK.replace(processes=2), tmp_path, progress=False)
+    try:
+        trainer.step()
+        worker = trainer.workers.workers[0]
+        os.kill(worker.process.pid, signal.SIGKILL)
+        worker.process.wait(10)
+        trainer.iteration = 1
+        with pytest.raises(RuntimeError, match=r"training process 2 \(minifcn-train-2, pid \d+\) "
+                                               r"stopped \(signal 9\)"):
+            trainer.step()
+    finally:
+        trainer.close()
+
+
+def test_a_worker_that_fails_reports_its_error():
+    grads = SharedArrays([(2,)], np.float32)
+    setup = dict(config=QUICK.to_dict(), preprocessing=None, index=1, names=["no.such"], trained=[],
+                 weights=SharedArrays([(2,)], np.float32).handle(), grads=grads.handle(), threads=1)
+    worker = _Worker.start(1, grads, setup)
+    try:
+        with pytest.raises(RuntimeError, match=r"(?s)training process 2 of 2 failed \(starting\).*"
+                                                r"the worker's model has parameters"):
+            worker.receive(2, "starting", timeout=60)
+    finally:
+        worker.stop()
+    assert worker.process.returncode == 0
+
+
+def test_workers_stop_with_the_group_and_leave_no_process(tmp_path):
+    trainer = Trainer(QUICK.replace(processes=3), tmp_path, progress=False)
+    trainer.step()
+    processes = [w.process for w in trainer.workers.workers]
+    assert all(p.poll() is None for p in processes)
+    trainer.close()
+    assert all(p.returncode == 0 for p in processes)
+
+
+def test_a_script_without_a_main_guard_trains_with_two_processes(tmp_path):
+    # workers start a fresh interpreter on minifcn alone, never re-running the user's script
+    script = tmp_path / "train_here.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from minifcn.train import Trainer, preset
+        config = preset("quick").replace(iterations=2, val_every=0, checkpoint_every=0, processes=2)
+        summary = Trainer(config, {str(tmp_path / 'run')!r}, progress=False).run()
+        print("trained", summary["iterations"])
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("trained 2") == 1
+
+
+def test_sigterm_to_a_run_with_two_processes_saves_and_stops_them(tmp_path):
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "minifcn.cli", "train", "--preset", "quick", "--out", str(run),
+               "--processes", "2", "--iterations", "100000", "--val-every", "0", "--checkpoint-every", "0",
+               "--quiet"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not ((run / "log.csv").exists() and len((run / "log.csv").read_text().splitlines()) >= 3):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "training did not start"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGTERM)  # the whole group, as a terminal or a container stop may
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM" in err and "Traceback" not in err
+    assert (run / "checkpoint.npz").exists() and (run / "model.npz").exists()
+    with pytest.raises(ProcessLookupError):  # no process of the group is left
+        os.killpg(proc.pid, 0)
+
+
+def test_the_demo_shares_its_batch_only_where_two_cores_can(monkeypatch):
+    from minifcn.train import demo
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert demo.demo_processes() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert demo.demo_processes() == preset("demo").processes == 2

@@ -15,6 +15,7 @@ from PIL import Image
 from minifcn.data.loader import BatchLoader
 from minifcn.data.synthetic import make_sample
 from minifcn.errors import UsageError
+from minifcn.npzio import load_npz
 from minifcn.ops import softmax_cross_entropy_backward
 from minifcn.train import Trainer, preset
 from minifcn.train.processes import ProcessGroup, SharedArrays, _Worker, shares
@@ -229,9 +230,9 @@ def test_a_worker_that_dies_is_named_with_its_signal(tmp_path):
 
 
 def test_a_worker_that_fails_reports_its_error():
-    grads = SharedArrays([(2,)], np.float32)
+    grads, weights = SharedArrays([(2,)], np.float32), SharedArrays([(2,)], np.float32)
     setup = dict(config=QUICK.to_dict(), preprocessing=None, index=1, names=["no.such"], trained=[],
-                 weights=SharedArrays([(2,)], np.float32).handle(), grads=grads.handle(), threads=1)
+                 weights=weights.handle(), grads=grads.handle(), threads=1)
     worker = _Worker.start(1, grads, setup)
     try:
         with pytest.raises(RuntimeError, match=r"(?s)training process 2 of 2 failed \(starting\).*"
@@ -244,11 +245,70 @@ def test_a_worker_that_fails_reports_its_error():
 
 def test_workers_stop_with_the_group_and_leave_no_process(tmp_path):
     trainer = Trainer(QUICK.replace(processes=3), tmp_path, progress=False)
-    trainer.step()
-    processes = [w.process for w in trainer.workers.workers]
-    assert all(p.poll() is None for p in processes)
-    trainer.close()
+    try:
+        trainer.step()
+        processes = [w.process for w in trainer.workers.workers]
+        assert len(processes) == 2 and all(p.poll() is None for p in processes)
+    finally:
+        trainer.close()
     assert all(p.returncode == 0 for p in processes)
+
+
+def test_a_run_whose_worker_dies_keeps_what_it_trained_and_resumes(tmp_path, monkeypatch):
+    from minifcn.train import processes
+
+    step = processes.ProcessGroup.step
+
+    def step_killing_the_worker_at_iteration_2(self, iteration):
+        if iteration == 2:
+            os.kill(self.workers[0].process.pid, signal.SIGKILL)
+            self.workers[0].process.wait(10)
+        return step(self, iteration)
+
+    monkeypatch.setattr(processes.ProcessGroup, "step", step_killing_the_worker_at_iteration_2)
+    trainer = Trainer(QUICK.replace(processes=2), tmp_path, progress=False)
+    with pytest.raises(processes.WorkerFailed, match=r"(?s)stopped \(signal 9\) while iteration 3.*"
+                                                     r"up to iteration 2 is saved in .*--resume"):
+        trainer.run()
+    assert trainer.workers is None
+    assert load_npz(tmp_path / "checkpoint.npz")[1]["iteration"] == 2
+    monkeypatch.setattr(processes.ProcessGroup, "step", step)
+    resumed = Trainer.resume(tmp_path, progress=False)
+    assert resumed.run()["iterations"] == QUICK.iterations
+
+
+def test_no_room_for_shared_memory_is_an_error_that_names_the_way_out(monkeypatch):
+    if not hasattr(os, "posix_fallocate"):
+        pytest.skip("no posix_fallocate here: the block is only made long")
+    import errno
+
+    from minifcn.train import processes
+
+    tried = []
+
+    def full(fd, offset, length):
+        tried.append(length)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    real = os.posix_fallocate
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(OSError, match=r"no room for 4 MB of memory shared between training "
+                                      r"processes \(No space left on device\); use --processes 1"):
+        SharedArrays([(2**20,)], np.float32)
+    assert tried == [2**22] * (2 if os.path.isdir("/dev/shm") else 1)  # /dev/shm, then the temp folder
+
+    calls = []
+
+    def full_once(fd, offset, length):
+        calls.append(length)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd, offset, length)
+
+    monkeypatch.setattr(os, "posix_fallocate", full_once)
+    block = SharedArrays([(3,)], np.float64)
+    block.arrays[0][:] = 5
+    np.testing.assert_array_equal(SharedArrays(*block.handle()).arrays[0], [5, 5, 5])
 
 
 def test_a_script_without_a_main_guard_trains_with_two_processes(tmp_path):

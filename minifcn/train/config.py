@@ -192,7 +192,7 @@ class TrainConfig:
 
 
 # The validation images of every synthetic run come from this seed, never used for training
-# batches (those are drawn from (seed, iteration)), so "held-out" means held out.
+# batches (image n of batch i is drawn from (seed, i, n)), so "held-out" means held out.
 SYNTHETIC_VAL_SEED = 10_000
 
 

@@ -40,7 +40,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
 from ..ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from ..preprocess import preprocess
 
@@ -101,9 +100,7 @@ class SharedArrays:
         sizes = [math.prod(s) for s in self.shapes]
         nbytes = max(1, sum(sizes) * self.dtype.itemsize)
         if fd is None:
-            folder = "/dev/shm" if os.path.isdir("/dev/shm") else None
-            self.file = tempfile.TemporaryFile(dir=folder)
-            self.file.truncate(nbytes)
+            self.file = _allocated_file(nbytes)
             fd = self.file.fileno()
         self.fd = fd
         self.memory = mmap.mmap(fd, nbytes)
@@ -114,6 +111,34 @@ class SharedArrays:
     def handle(self):
         """What a child needs to map the same arrays: ``(shapes, dtype name, descriptor)``."""
         return self.shapes, self.dtype.str, self.fd
+
+
+def _allocated_file(nbytes):
+    """An unnamed temporary file of ``nbytes`` whose blocks are reserved now: in ``/dev/shm``
+    (memory) where it has room, else in the temporary folder.
+
+    Reserving matters: a file only made long (``truncate``) gets its pages when they are
+    first written, and a full ``/dev/shm`` (64 MB in a default Docker container) would then
+    end the process with SIGBUS instead of an error here.
+    """
+    folders = [f for f in ("/dev/shm", None) if f is None or os.path.isdir(f)]
+    for folder in folders:
+        file = tempfile.TemporaryFile(dir=folder)
+        try:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(file.fileno(), 0, nbytes)
+            else:  # macOS: no reservation call; the length alone
+                file.truncate(nbytes)
+            return file
+        except OSError as exc:
+            file.close()
+            error = exc
+    raise OSError(error.errno, f"no room for {nbytes / 2**20:.0f} MB of memory shared between "
+                               f"training processes ({error.strerror}); use --processes 1")
+
+
+class WorkerFailed(RuntimeError):
+    """A worker process failed or stopped during a step; the message names it and says why."""
 
 
 class ProcessGroup:
@@ -134,14 +159,11 @@ class ProcessGroup:
 
     Raises
     ------
-    RuntimeError
+    WorkerFailed
         If a worker fails to start, naming it and what it said.
     """
 
     def __init__(self, model, source, config, params, threads=None):
-        if os.name != "posix":
-            raise UsageError(f"setting processes (--processes): {config.processes} processes "
-                             f"share a batch on Linux and macOS only; use 1 here")
         self.model, self.source, self.config = model, source, config
         self.processes = config.processes
         self.shares = shares(config.batch_size, self.processes)
@@ -192,7 +214,7 @@ class ProcessGroup:
         """
         self.publish()
         for worker in self.workers:
-            worker.send(("step", iteration))
+            worker.send(("step", iteration), f"iteration {iteration + 1}")
         loss, valid, correct = share_pass(self.model, self.source, iteration, self.shares[0],
                                           (self.config.seed, iteration, 0))
         for worker in self.workers:
@@ -212,14 +234,22 @@ class ProcessGroup:
     def close(self):
         """Stop the workers (each finishes what it is doing first) and wait for them."""
         for worker in self.workers:
-            worker.stop()
+            worker.ask_to_stop()
+        for worker in self.workers:
+            worker.wait()
         self.workers = []
 
 
-# The worker's interpreter runs this: the package the trainer runs (its folder first on the
-# path), and nothing of the trainer's own script, so a script needs no __main__ guard.
-BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
+# The worker's interpreter runs this: Ctrl-C and SIGTERM are ignored from the first line (the
+# trainer handles them; minifcn.train.worker), then the package the trainer runs (its folder
+# on the path, first unless it is there already) and nothing of the trainer's own script, so
+# a script needs no __main__ guard.
+BOOT = ("import signal; "
+        "[signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)]; "
+        "import sys; sys.argv[1] in sys.path or sys.path.insert(0, sys.argv[1]); "
         "from minifcn.train.worker import main; main(int(sys.argv[2]))")
+# -P (Python 3.11 on): the current folder does not go on the worker's path
+SAFE_PATH = ["-P"] if sys.version_info >= (3, 11) else []
 
 
 class _Worker:
@@ -234,28 +264,33 @@ class _Worker:
         """Start worker ``index``: a fresh interpreter that inherits one end of a socket pair and
         the shared blocks' descriptors, and is sent ``setup`` over the socket."""
         ours, theirs = socket.socketpair()
-        fds = [theirs.fileno(), setup["weights"][2], setup["grads"][2]]
-        for fd in fds[1:]:
-            os.set_inheritable(fd, True)
+        fds = [theirs.fileno(), setup["weights"][2], setup["grads"][2]]  # inherited by it alone
         root = str(Path(__file__).resolve().parents[2])  # the folder that holds minifcn/
         try:
-            process = subprocess.Popen([sys.executable, "-c", BOOT, root, str(theirs.fileno())],
+            process = subprocess.Popen([sys.executable, *SAFE_PATH, "-c", BOOT, root, str(fds[0])],
                                        pass_fds=fds, stdin=subprocess.DEVNULL)
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
-        connection = Connection(ours.detach())
-        worker = cls(index, process, connection, grads)
-        worker.send(("setup", setup))
+        worker = cls(index, process, Connection(ours.detach()), grads)
+        try:
+            worker.send(("setup", setup), "starting")
+        except BaseException:
+            worker.ask_to_stop()
+            worker.wait()
+            raise
         return worker
 
-    def send(self, message):
+    def send(self, message, during):
         try:
             self.connection.send(message)
         except OSError:
-            self._died("waiting for work")
+            self._died(during)
 
     def receive(self, processes, during, timeout=None):
-        """The worker's answer, or a RuntimeError naming it if it failed or died."""
+        """The worker's answer, or :class:`WorkerFailed` naming it if it failed or died."""
         waited = 0.0
         while not self.connection.poll(POLL_SECONDS):
             waited += POLL_SECONDS
@@ -263,14 +298,14 @@ class _Worker:
                 self._died(during)
             if timeout is not None and waited >= timeout:
                 self.stop()
-                raise RuntimeError(f"training process {self.index + 1} of {processes} did not "
+                raise WorkerFailed(f"training process {self.index + 1} of {processes} did not "
                                    f"answer within {timeout:.0f} s ({during})")
         try:
             kind, *body = self.connection.recv()
         except (EOFError, OSError):
             self._died(during)
         if kind == "error":
-            raise RuntimeError(f"training process {self.index + 1} of {processes} failed "
+            raise WorkerFailed(f"training process {self.index + 1} of {processes} failed "
                                f"({during}):\n{body[0].rstrip()}")
         return body
 
@@ -279,18 +314,26 @@ class _Worker:
             code = self.process.wait(1.0)
         except subprocess.TimeoutExpired:
             code = None
-        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        raise RuntimeError(f"training process {self.index + 1} ({self.name}, pid {self.process.pid}) "
-                           f"stopped ({how}) while {during}")
+        how = ("still running" if code is None else f"signal {-code}" if code < 0
+               else f"exit code {code}")
+        raise WorkerFailed(f"training process {self.index + 1} ({self.name}, pid "
+                           f"{self.process.pid}) stopped ({how}) while {during}") from None
 
-    def stop(self):
+    def ask_to_stop(self):
         try:
             self.connection.send(("stop",))
         except OSError:
             pass
+
+    def wait(self):
+        """Wait for the process to end (killing it after ``STOP_SECONDS``) and close its end."""
         try:
             self.process.wait(STOP_SECONDS)
         except subprocess.TimeoutExpired:  # a share that does not end: it ignores SIGTERM
             self.process.kill()
             self.process.wait()
         self.connection.close()
+
+    def stop(self):
+        self.ask_to_stop()
+        self.wait()

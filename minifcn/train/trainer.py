@@ -18,6 +18,8 @@ it at a lower learning rate.
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import signal
 import time
 import warnings
@@ -38,6 +40,7 @@ from .config import TrainConfig
 from .evaluate import evaluate
 from .guard import DivergenceGuard, TrainingDiverged
 from .optim import cooldown_factor, learning_rate, make_optimizer
+from .processes import ProcessGroup, WorkerFailed
 from .sources import make_source
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -100,6 +103,9 @@ class Trainer:
         if config.processes > 1 and device != "cpu":
             raise UsageError(f"setting processes (--processes): {config.processes} CPU processes "
                              f"cannot share a batch on the {device}; use 1")
+        if config.processes > 1 and os.name != "posix":
+            raise UsageError(f"setting processes (--processes): {config.processes} processes "
+                             f"share a batch on Linux and macOS only; use 1 here")
         self.source = make_source(config)
         self.model = model_for_config(config, self.source.num_classes, device).train()
         self.optimizer = make_optimizer(config, self.model.named_parameters())
@@ -188,8 +194,6 @@ class Trainer:
         """Forward and backward of batch ``self.iteration`` shared among ``config.processes``
         processes (:mod:`minifcn.train.processes`): ``(loss, valid pixels, right pixels)``."""
         if self.workers is None:
-            from .processes import ProcessGroup
-
             self.workers = ProcessGroup(self.model, self.source, self.config, self.optimizer.params,
                                         threads=_blas_threads())
         try:
@@ -263,7 +267,10 @@ class Trainer:
                         reason = "interrupted"
                         break
                     start = time.perf_counter()
-                    loss, acc, lr = self.step()
+                    try:
+                        loss, acc, lr = self.step()
+                    except WorkerFailed as exc:  # this step never updated: keep the run so far
+                        raise self._saved_after(exc) from exc
                     self.iteration += 1
                     self.elapsed += time.perf_counter() - start
                     smooth_loss = loss if smooth_loss is None else 0.95 * smooth_loss + 0.05 * loss
@@ -292,6 +299,18 @@ class Trainer:
             self.close()
         self.save_checkpoint()
         return self.finish(reason)
+
+    def _saved_after(self, failure):
+        """Save the run up to the last update (vouched for by one forward), and say so in a
+        copy of ``failure``: a worker process that died or failed costs one step, not the run."""
+        self.close()
+        if self.iteration > 0:
+            self._check_last_update()
+            self.save_checkpoint()
+            return WorkerFailed(f"{failure}\nThe run up to iteration {self.iteration} is saved in "
+                                f"{self.checkpoint_path}; continue with: minifcn train --out "
+                                f"{shlex.quote(str(self.out_dir))} --resume")
+        return failure
 
     def _check_last_update(self):
         """The final weights have had no step after them to vouch for them: one forward of the

@@ -19,7 +19,7 @@ from minifcn.npzio import load_npz
 from minifcn.ops import softmax_cross_entropy_backward
 from minifcn.train import Trainer, preset
 from minifcn.train.processes import ProcessGroup, SharedArrays, _Worker, shares
-from minifcn.train.sources import SyntheticSource
+from minifcn.train.sources import SyntheticSource, make_source
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = preset("quick").replace(batch_size=3, iterations=4, val_every=0, checkpoint_every=0)
@@ -101,15 +101,13 @@ def test_shared_arrays_are_the_same_memory_through_a_second_mapping():
 
 
 # ---------------------------------------------------------------------- the gradient
-@pytest.mark.parametrize("processes", [2, 3])
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_the_shared_gradient_is_the_whole_batch_gradient(tmp_path, processes, reduction):
-    # batch 3: two processes take 1 + 2 images, so a mean of the shares' means would be wrong
-    config = QUICK.replace(processes=processes, reduction=reduction)
+def assert_shared_equals_whole(tmp_path, config, iterations=(0,)):
+    """Loss and gradient of each batch of ``iterations`` shared among ``config.processes``
+    processes, against one process taking the whole batch."""
     one = Trainer(config.replace(processes=1), tmp_path / "one", progress=False)
     many = Trainer(config, tmp_path / "many", progress=False)
     try:
-        for iteration in (0, 5):
+        for iteration in iterations:
             one.iteration = many.iteration = iteration
             loss, expected = whole_batch_gradient(one)
             shared_loss, found = shared_gradient(many)
@@ -117,6 +115,14 @@ def test_the_shared_gradient_is_the_whole_batch_gradient(tmp_path, processes, re
             assert_gradients_close(found, expected)
     finally:
         many.close()
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_the_shared_gradient_is_the_whole_batch_gradient(tmp_path, processes, reduction):
+    # batch 3: two processes take 1 + 2 images, so a mean of the shares' means would be wrong
+    config = QUICK.replace(processes=processes, reduction=reduction)
+    assert_shared_equals_whole(tmp_path, config, iterations=(0, 5))
 
 
 def write_pairs(root, count, size=(70, 66)):
@@ -136,18 +142,10 @@ def write_pairs(root, count, size=(70, 66)):
 def test_the_shared_gradient_weighs_each_share_by_its_valid_pixels(tmp_path):
     data = write_pairs(tmp_path / "data", 6)
     config = QUICK.replace(data=data, image_size=64, batch_size=4, processes=2)
-    one = Trainer(config.replace(processes=1), tmp_path / "one", progress=False)
-    many = Trainer(config, tmp_path / "many", progress=False)
-    try:
-        images, labels = one.source.batch(0)
-        counts = [(labels[a:b] != 255).sum() for a, b in shares(4, 2)]
-        assert counts[0] != counts[1]  # the test means something only if the shares differ
-        loss, expected = whole_batch_gradient(one)
-        shared_loss, found = shared_gradient(many)
-        assert shared_loss == pytest.approx(loss, rel=1e-5)
-        assert_gradients_close(found, expected)
-    finally:
-        many.close()
+    _, labels = make_source(config).batch(0)
+    counts = [(labels[a:b] != 255).sum() for a, b in shares(4, 2)]
+    assert counts[0] != counts[1]  # the test means something only if the shares differ
+    assert_shared_equals_whole(tmp_path, config)
 
 
 def test_one_update_with_two_processes_is_the_update_with_one(tmp_path):

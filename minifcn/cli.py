@@ -7,7 +7,9 @@ option out of range, no GPU: :class:`~minifcn.errors.MinifcnError`, ``ValueError
 ``OSError``) is printed as one line naming the thing and gives exit status 1; a bad option
 caught by the parser gives status 2, also in one line (:class:`OneLineParser`); running out
 of memory (an image, batch or width too large for this machine) is one line and status 1;
-Ctrl-C gives 130 (training saves first, and handles SIGTERM the same way, status 143).
+Ctrl-C gives 130 (training saves first, and handles SIGTERM the same way, status 143); a
+training worker process that dies or fails is reported as it is, with the saved run's
+``--resume`` command, status 1.
 Nothing is left half-written. Any other exception is a bug and keeps its traceback;
 ``--debug`` shows the traceback of user errors too.
 """
@@ -19,7 +21,7 @@ import traceback
 
 from .backend import resolve_device
 from .engine.memory import keep_freed_memory
-from .errors import MinifcnError, one_line
+from .errors import MinifcnError, WorkerFailed, one_line
 
 
 def _cmd_gradcheck(args):
@@ -122,6 +124,11 @@ def main(argv=None):
     try:
         args.device = resolve_device(args.device)
         return int(args.func(args) or 0)
+    except WorkerFailed as exc:  # a training worker died or failed; the run is saved
+        if args.debug:
+            traceback.print_exc()
+        print(f"minifcn {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except (MinifcnError, ValueError, OSError) as exc:
         if args.debug:
             traceback.print_exc()

@@ -39,3 +39,12 @@ class WeightFileError(FileFormatError):
 
 class UsageError(MinifcnError, ValueError):
     """An option or argument out of its range; the message names the option."""
+
+
+class WorkerFailed(RuntimeError):
+    """A worker process that shared a training batch died or failed during a step.
+
+    Not the user's doing, but not a traceback's either: the message names the process, how it
+    ended (a signal, an exit code, or its own traceback), and the run's checkpoint and the
+    command that resumes it. The command line prints it as it is.
+    """

@@ -1,5 +1,6 @@
 """A batch shared among CPU processes gives the whole batch's gradient, and the processes are
 started, stopped and reported on properly."""
+import json
 import os
 import signal
 import subprocess
@@ -14,11 +15,12 @@ from PIL import Image
 
 from minifcn.data.loader import BatchLoader
 from minifcn.data.synthetic import make_sample
-from minifcn.errors import UsageError
+from minifcn.errors import UsageError, WorkerFailed
 from minifcn.npzio import load_npz
 from minifcn.ops import softmax_cross_entropy_backward
 from minifcn.train import Trainer, preset
-from minifcn.train.processes import ProcessGroup, SharedArrays, _Worker, shares
+from minifcn.train.processes import (ProcessGroup, SharedArrays, _Worker, shares, threads_per_process,
+                                     usable_processes)
 from minifcn.train.sources import SyntheticSource, make_source
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -233,7 +235,7 @@ def test_a_worker_that_fails_reports_its_error():
                  weights=weights.handle(), grads=grads.handle(), threads=1)
     worker = _Worker.start(1, grads, setup)
     try:
-        with pytest.raises(RuntimeError, match=r"(?s)training process 2 of 2 failed \(starting\).*"
+        with pytest.raises(RuntimeError, match=r"(?s)training process 2 of 2 failed while starting:.*"
                                                 r"the worker's model has parameters"):
             worker.receive(2, "starting", timeout=60)
     finally:
@@ -252,25 +254,29 @@ def test_workers_stop_with_the_group_and_leave_no_process(tmp_path):
     assert all(p.returncode == 0 for p in processes)
 
 
-def test_a_run_whose_worker_dies_keeps_what_it_trained_and_resumes(tmp_path, monkeypatch):
-    from minifcn.train import processes
+def kill_the_worker_at(iteration, monkeypatch):
+    """Make the group's step SIGKILL its first worker at ``iteration``; returns the real step."""
+    step = ProcessGroup.step
 
-    step = processes.ProcessGroup.step
-
-    def step_killing_the_worker_at_iteration_2(self, iteration):
-        if iteration == 2:
+    def killing(self, i):
+        if i == iteration:
             os.kill(self.workers[0].process.pid, signal.SIGKILL)
             self.workers[0].process.wait(10)
-        return step(self, iteration)
+        return step(self, i)
 
-    monkeypatch.setattr(processes.ProcessGroup, "step", step_killing_the_worker_at_iteration_2)
+    monkeypatch.setattr(ProcessGroup, "step", killing)
+    return step
+
+
+def test_a_run_whose_worker_dies_keeps_what_it_trained_and_resumes(tmp_path, monkeypatch):
+    step = kill_the_worker_at(2, monkeypatch)
     trainer = Trainer(QUICK.replace(processes=2), tmp_path, progress=False)
-    with pytest.raises(processes.WorkerFailed, match=r"(?s)stopped \(signal 9\) while iteration 3.*"
-                                                     r"up to iteration 2 is saved in .*--resume"):
+    with pytest.raises(WorkerFailed, match=r"(?s)stopped \(signal 9\) while computing its share of "
+                                           r"iteration 3.*up to iteration 2 is saved in .*--resume"):
         trainer.run()
     assert trainer.workers is None
     assert load_npz(tmp_path / "checkpoint.npz")[1]["iteration"] == 2
-    monkeypatch.setattr(processes.ProcessGroup, "step", step)
+    monkeypatch.setattr(ProcessGroup, "step", step)
     resumed = Trainer.resume(tmp_path, progress=False)
     assert resumed.run()["iterations"] == QUICK.iterations
 
@@ -280,15 +286,12 @@ def test_no_room_for_shared_memory_is_an_error_that_names_the_way_out(monkeypatc
         pytest.skip("no posix_fallocate here: the block is only made long")
     import errno
 
-    from minifcn.train import processes
-
-    tried = []
+    tried, real = [], os.posix_fallocate
 
     def full(fd, offset, length):
         tried.append(length)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    real = os.posix_fallocate
     monkeypatch.setattr(os, "posix_fallocate", full)
     with pytest.raises(OSError, match=r"no room for 4 MB of memory shared between training "
                                       r"processes \(No space left on device\); use --processes 1"):
@@ -352,10 +355,61 @@ def test_sigterm_to_a_run_with_two_processes_saves_and_stops_them(tmp_path):
         os.killpg(proc.pid, 0)
 
 
-def test_the_demo_shares_its_batch_only_where_two_cores_can(monkeypatch):
-    from minifcn.train import demo
-
+def test_a_presets_processes_are_as_many_as_the_cores_images_and_device_allow(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert demo.demo_processes() == 1
+    assert usable_processes(2) == 1
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert demo.demo_processes() == preset("demo").processes == 2
+    assert usable_processes(2) == 2 and usable_processes(3) == 2
+    assert usable_processes(2, batch=1) == 1
+    assert usable_processes(2, device="gpu") == 1
+
+
+def test_each_process_gets_its_share_of_the_cores(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert threads_per_process(2) == 4 and threads_per_process(3) == 2 and threads_per_process(16) == 1
+    assert threads_per_process(2, current=1) == 1  # never more than the limit in force
+
+
+def blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return {pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"}
+
+
+def test_the_trainer_keeps_its_share_of_the_threads_while_its_workers_run(tmp_path, monkeypatch):
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+        before = os.environ.get("MINIFCN_NUM_THREADS")
+        trainer = Trainer(QUICK.replace(processes=2), tmp_path, progress=False)
+        try:
+            trainer.step()  # two processes on two cores: one thread each, not two
+            assert blas_threads() == {1} and os.environ["MINIFCN_NUM_THREADS"] == "1"
+        finally:
+            trainer.close()
+        assert blas_threads() == {2} and os.environ.get("MINIFCN_NUM_THREADS") == before
+
+
+def test_the_demo_and_train_commands_take_the_presets_processes_where_they_can(tmp_path, capsys):
+    from minifcn.cli import main
+
+    # the demo preset's 2 processes on a batch of 1: one process, not an error
+    assert main(["train", "--preset", "demo", "--batch-size", "1", "--iterations", "1", "--minutes", "0",
+                 "--out", str(tmp_path / "one"), "--quiet"]) == 0
+    saved = json.loads((tmp_path / "one" / "summary.json").read_text())["config"]
+    assert saved["processes"] == 1
+    assert main(["train", "--preset", "demo", "--iterations", "1", "--minutes", "0",
+                 "--out", str(tmp_path / "two"), "--quiet"]) == 0
+    saved = json.loads((tmp_path / "two" / "summary.json").read_text())["config"]
+    assert saved["processes"] == usable_processes(2)
+
+
+def test_the_command_line_reports_a_dead_worker_without_a_traceback(tmp_path, capsys, monkeypatch):
+    from minifcn.cli import main
+
+    kill_the_worker_at(2, monkeypatch)
+    assert main(["train", "--preset", "quick", "--processes", "2", "--out", str(tmp_path), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("minifcn train: error: training process 2 (minifcn-train-2, pid ")
+    assert "--resume" in err and "Traceback" not in err and err.count("\n") == 2

@@ -72,6 +72,7 @@ def add_demo_parser(sub):
 
 
 def _cmd_train(args):
+    from .processes import usable_processes
     from .runfolder import refuse_if_taken
     from .trainer import Trainer
 
@@ -85,7 +86,12 @@ def _cmd_train(args):
         trainer = Trainer.resume(out, args.device, progress=not args.quiet, **changes)
         print(f"resuming {out} at iteration {trainer.iteration}")
     else:
-        config = preset(args.preset).replace(**changes)
+        base = preset(args.preset)
+        if "processes" not in changes:  # the preset's value, as far as the machine and batch allow
+            whole_images = not changes.get("image_size", base.image_size)  # then batch 1
+            batch = 1 if whole_images else changes.get("batch_size", base.batch_size)
+            changes["processes"] = usable_processes(base.processes, args.device, batch)
+        config = base.replace(**changes)
         if not args.overwrite:
             refuse_if_taken(out)  # before data and weights are loaded; run() checks again
         trainer = Trainer(config, out, args.device, progress=not args.quiet, overwrite=args.overwrite)

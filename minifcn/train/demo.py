@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import os
 import time
 from importlib import resources
 from pathlib import Path
@@ -21,6 +20,7 @@ from ..engine.memory import cpu_threads
 from ..metrics import format_scores
 from .config import check_value, preset
 from .evaluate import evaluate, segment_batch
+from .processes import usable_processes
 from .trainer import Trainer
 
 SHIPPED = "fcn8s_synthetic.npz"
@@ -40,13 +40,6 @@ def load_shipped(device="cpu"):
     return load_model(path, device=device, ops="engine") if path else None
 
 
-def demo_processes():
-    """The processes the demo's training shares each batch among: the preset's 2 where the
-    machine has two cores for them (and processes can share memory: POSIX), else 1."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return preset("demo").processes if os.name == "posix" and cores >= 2 else 1
-
-
 def _shared(processes):
     return f", shared by {processes} processes" if processes > 1 else ""
 
@@ -58,7 +51,7 @@ def run_demo(minutes=4.0, out_dir="minifcn-output", device="cpu", quick=False, t
     start = time.perf_counter()
     # minutes=0 would mean "no time limit" to the trainer: 100,000 iterations of the preset
     config = preset("demo").replace(minutes=check_value("minutes", minutes, positive(float)),
-                                    processes=demo_processes() if device == "cpu" else 1)
+                                    processes=usable_processes(preset("demo").processes, device))
     if quick:
         config = config.replace(width=1 / 32, image_size=64, batch_size=2, iterations=10, minutes=0.0)
         test_images = 6

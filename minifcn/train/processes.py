@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import WorkerFailed
 from ..ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from ..preprocess import preprocess
 
@@ -59,6 +60,28 @@ def shares(batch_size, processes):
     """
     return [(k * batch_size // processes, (k + 1) * batch_size // processes)
             for k in range(processes)]
+
+
+def usable_cores():
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def usable_processes(wanted, device="cpu", batch=None):
+    """How many of ``wanted`` processes to share a batch among where the number was not asked
+    for by name (a preset's value, a checkpoint's): 1 on a GPU or where processes cannot share
+    memory (not POSIX), else at most one per core and one per image of the ``batch``."""
+    if device != "cpu" or os.name != "posix":
+        return 1
+    return max(1, min(wanted, usable_cores(), batch or wanted))
+
+
+def threads_per_process(processes, current=None):
+    """BLAS and engine threads for each of ``processes`` processes: the cores shared out
+    (so that two processes on 2 cores do not run four threads), never more than ``current``
+    (the limit in force, when known)."""
+    share = max(1, usable_cores() // processes)
+    return min(share, current) if current else share
 
 
 def share_pass(model, source, iteration, share, dropout_key):
@@ -137,10 +160,6 @@ def _allocated_file(nbytes):
                                f"training processes ({error.strerror}); use --processes 1")
 
 
-class WorkerFailed(RuntimeError):
-    """A worker process failed or stopped during a step; the message names it and says why."""
-
-
 class ProcessGroup:
     """The trainer's side: ``processes - 1`` worker processes that share every batch with it.
 
@@ -155,7 +174,9 @@ class ProcessGroup:
     params : list of (str, Parameter)
         The parameters the optimiser trains: the ones whose gradients are summed.
     threads : int, optional
-        BLAS and engine threads per worker (default: what the libraries choose).
+        The BLAS thread limit in force in the trainer's process, if known. Every process of
+        the group, the trainer's included while the group runs, gets
+        :func:`threads_per_process` threads.
 
     Raises
     ------
@@ -174,6 +195,8 @@ class ProcessGroup:
         self._named = named
         self.publish()
         self.workers = []
+        threads = threads_per_process(self.processes, threads)
+        self._limits = _limit_threads(threads)  # the trainer's own, until close()
         try:
             for k in range(1, self.processes):
                 grads = SharedArrays([p.shape for p in self.params], model.dtype)
@@ -214,11 +237,12 @@ class ProcessGroup:
         """
         self.publish()
         for worker in self.workers:
-            worker.send(("step", iteration), f"iteration {iteration + 1}")
+            worker.send(("step", iteration), f"computing its share of iteration {iteration + 1}")
         loss, valid, correct = share_pass(self.model, self.source, iteration, self.shares[0],
                                           (self.config.seed, iteration, 0))
         for worker in self.workers:
-            answer = worker.receive(self.processes, f"iteration {iteration + 1}")
+            answer = worker.receive(self.processes,
+                                    f"computing its share of iteration {iteration + 1}")
             loss, valid, correct = loss + answer[0], valid + answer[1], correct + answer[2]
             for p, grad in zip(self.params, worker.grads.arrays):
                 if p.grad is not None:
@@ -238,6 +262,28 @@ class ProcessGroup:
         for worker in self.workers:
             worker.wait()
         self.workers = []
+        if self._limits is not None:
+            self._limits()
+            self._limits = None
+
+
+def _limit_threads(threads):
+    """Limit this process to ``threads`` BLAS threads and as many engine threads; returns the
+    function that puts the earlier limits back."""
+    from threadpoolctl import threadpool_limits
+
+    previous = os.environ.get("MINIFCN_NUM_THREADS")
+    os.environ["MINIFCN_NUM_THREADS"] = str(threads)
+    limits = threadpool_limits(limits=threads, user_api="blas")
+
+    def restore():
+        limits.restore_original_limits()
+        if previous is None:
+            os.environ.pop("MINIFCN_NUM_THREADS", None)
+        else:
+            os.environ["MINIFCN_NUM_THREADS"] = previous
+
+    return restore
 
 
 # The worker's interpreter runs this: Ctrl-C and SIGTERM are ignored from the first line (the
@@ -299,14 +345,14 @@ class _Worker:
             if timeout is not None and waited >= timeout:
                 self.stop()
                 raise WorkerFailed(f"training process {self.index + 1} of {processes} did not "
-                                   f"answer within {timeout:.0f} s ({during})")
+                                   f"answer within {timeout:.0f} s while {during}")
         try:
             kind, *body = self.connection.recv()
         except (EOFError, OSError):
             self._died(during)
         if kind == "error":
-            raise WorkerFailed(f"training process {self.index + 1} of {processes} failed "
-                               f"({during}):\n{body[0].rstrip()}")
+            raise WorkerFailed(f"training process {self.index + 1} of {processes} failed while "
+                               f"{during}:\n{body[0].rstrip()}")
         return body
 
     def _died(self, during):

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import to_host
-from ..errors import FileFormatError, UsageError
+from ..errors import FileFormatError, UsageError, WorkerFailed
 from ..models import MODELS
 from ..models.io import checked_preprocessing
 from ..models.state_dict import checked_values
@@ -40,7 +40,7 @@ from .config import TrainConfig
 from .evaluate import evaluate
 from .guard import DivergenceGuard, TrainingDiverged
 from .optim import cooldown_factor, learning_rate, make_optimizer
-from .processes import ProcessGroup, WorkerFailed
+from .processes import ProcessGroup, usable_processes
 from .sources import make_source
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -93,8 +93,9 @@ class Trainer:
     Notes
     -----
     With ``config.processes > 1`` the first :meth:`step` starts the worker processes that
-    share each batch; :meth:`run` stops them when it ends, and :meth:`close` does so for a
-    caller that steps by hand.
+    share each batch, and this process keeps its share of the cores' threads while they run;
+    :meth:`run` stops them when it ends, and :meth:`close` does so for a caller that steps by
+    hand.
     """
 
     def __init__(self, config: TrainConfig, out_dir, device="cpu", progress=True, overwrite=False):
@@ -145,6 +146,8 @@ class Trainer:
         try:
             config = TrainConfig.from_dict(meta["config"])
             iteration, elapsed = int(meta["iteration"]), float(meta["elapsed"])
+            if "processes" not in overrides:  # the run's own, as far as this machine allows
+                overrides["processes"] = usable_processes(config.processes, device)
         except (KeyError, TypeError, ValueError) as exc:
             raise FileFormatError(f"{path}: unusable training state ({type(exc).__name__}: {exc})") from None
         trainer = cls(config.replace(**overrides), out_dir, device, progress)

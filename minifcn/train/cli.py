@@ -88,8 +88,7 @@ def _cmd_train(args):
     else:
         base = preset(args.preset)
         if "processes" not in changes:  # the preset's value, as far as the machine and batch allow
-            whole_images = not changes.get("image_size", base.image_size)  # then batch 1
-            batch = 1 if whole_images else changes.get("batch_size", base.batch_size)
+            batch = base.replace(**changes, processes=1).images_per_batch
             changes["processes"] = usable_processes(base.processes, args.device, batch)
         config = base.replace(**changes)
         if not args.overwrite:

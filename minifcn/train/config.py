@@ -167,7 +167,7 @@ class TrainConfig:
                              f"{least_pad(self.variant)} ({REFERENCE_PAD} in the reference)")
         if self.schedule == "step" and not self.step_size:
             raise UsageError(f"{_setting('step_size')}: the step schedule needs step_size >= 1")
-        batch = self.batch_size if self.image_size else 1  # whole dataset images: one at a time
+        batch = self.images_per_batch
         if self.processes > batch:
             raise UsageError(f"{_setting('processes')}: {self.processes} processes cannot share a "
                              f"batch of {batch} image{'s' if batch > 1 else ''}"
@@ -175,6 +175,11 @@ class TrainConfig:
         if self.data == "synthetic" and not self.image_size:
             raise UsageError(f"{_setting('image_size')}: synthetic images need a side >= 1 "
                              f"(0, whole images, is for datasets)")
+
+    @property
+    def images_per_batch(self):
+        """``batch_size``, or 1 for whole dataset images (``image_size`` 0), one at a time."""
+        return self.batch_size if self.image_size else 1
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -28,6 +28,7 @@ number of processes, and resumes bit for bit. The worker's side is :mod:`minifcn
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import mmap
 import os
@@ -40,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engine.memory import cpu_threads
 from ..errors import WorkerFailed
 from ..ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from ..preprocess import preprocess
@@ -196,7 +198,8 @@ class ProcessGroup:
         self.publish()
         self.workers = []
         threads = threads_per_process(self.processes, threads)
-        self._limits = _limit_threads(threads)  # the trainer's own, until close()
+        self._limits = contextlib.ExitStack()  # the trainer's own share, until close()
+        self._limits.enter_context(cpu_threads(threads))
         try:
             for k in range(1, self.processes):
                 grads = SharedArrays([p.shape for p in self.params], model.dtype)
@@ -236,13 +239,13 @@ class ProcessGroup:
             The batch's valid pixels, and those classified right.
         """
         self.publish()
+        during = f"computing its share of iteration {iteration + 1}"
         for worker in self.workers:
-            worker.send(("step", iteration), f"computing its share of iteration {iteration + 1}")
+            worker.send(("step", iteration), during)
         loss, valid, correct = share_pass(self.model, self.source, iteration, self.shares[0],
                                           (self.config.seed, iteration, 0))
         for worker in self.workers:
-            answer = worker.receive(self.processes,
-                                    f"computing its share of iteration {iteration + 1}")
+            answer = worker.receive(self.processes, during)
             loss, valid, correct = loss + answer[0], valid + answer[1], correct + answer[2]
             for p, grad in zip(self.params, worker.grads.arrays):
                 if p.grad is not None:
@@ -262,28 +265,7 @@ class ProcessGroup:
         for worker in self.workers:
             worker.wait()
         self.workers = []
-        if self._limits is not None:
-            self._limits()
-            self._limits = None
-
-
-def _limit_threads(threads):
-    """Limit this process to ``threads`` BLAS threads and as many engine threads; returns the
-    function that puts the earlier limits back."""
-    from threadpoolctl import threadpool_limits
-
-    previous = os.environ.get("MINIFCN_NUM_THREADS")
-    os.environ["MINIFCN_NUM_THREADS"] = str(threads)
-    limits = threadpool_limits(limits=threads, user_api="blas")
-
-    def restore():
-        limits.restore_original_limits()
-        if previous is None:
-            os.environ.pop("MINIFCN_NUM_THREADS", None)
-        else:
-            os.environ["MINIFCN_NUM_THREADS"] = previous
-
-    return restore
+        self._limits.close()
 
 
 # The worker's interpreter runs this: Ctrl-C and SIGTERM are ignored from the first line (the

@@ -46,7 +46,7 @@ class DatasetSource:
     def __init__(self, config):
         train, val = open_dataset(config.data)
         crop = config.image_size or None
-        batch = config.batch_size if crop else 1
+        batch = config.images_per_batch
         self.loader = BatchLoader(train, batch, crop, shuffle=True, flip=True, seed=config.seed,
                                   drop_last=crop is not None)
         self.num_classes, self.class_names = train.num_classes, list(train.class_names)

@@ -46,11 +46,16 @@ from .sources import make_source
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def network_for_config(config, num_classes):
+    """The network ``config`` describes, freshly initialised from its seed, on the CPU."""
+    return MODELS[config.variant](num_classes, config.width, pad=config.pad, dropout=config.dropout,
+                                  learn_upsampling=config.learn_upsampling, seed=config.seed,
+                                  ops="engine")  # training runs the engine
+
+
 def model_for_config(config, num_classes, device="cpu"):
     """The network of ``config``, initialised from scratch or from ``config.init``."""
-    model = MODELS[config.variant](num_classes, config.width, pad=config.pad, dropout=config.dropout,
-                                   learn_upsampling=config.learn_upsampling, seed=config.seed,
-                                   ops="engine")  # training runs the engine
+    model = network_for_config(config, num_classes)
     model.preprocessing = scratch_preprocessing()
     if config.score_init_std:
         rng = np.random.default_rng([config.seed, 1])
@@ -349,7 +354,8 @@ class Trainer:
 
 
 def _blas_threads():
-    """The BLAS thread limit in force now (``cpu_threads``), for worker processes to keep."""
+    """The BLAS thread limit in force now (``cpu_threads``): a process group shares out no
+    more threads than this (:func:`~minifcn.train.processes.threads_per_process`)."""
     from threadpoolctl import threadpool_info
 
     counts = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"]

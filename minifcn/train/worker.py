@@ -9,7 +9,6 @@ its gradients copied into its block.
 """
 from __future__ import annotations
 
-import os
 import signal
 import traceback
 import warnings
@@ -17,7 +16,11 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
+from ..engine.memory import cpu_threads, keep_freed_memory
+from .config import TrainConfig
 from .processes import SharedArrays, share_pass, shares
+from .sources import make_source
+from .trainer import network_for_config
 
 
 def main(fd):
@@ -33,64 +36,59 @@ def main(fd):
         signal.signal(sig, signal.SIG_IGN)
     # overflow in a diverging run is the trainer's guard's to report, in one line
     warnings.simplefilter("ignore", RuntimeWarning)
+    keep_freed_memory()  # as the minifcn command does in the trainer's process
     connection = Connection(fd)
     try:
-        try:
-            _, setup = connection.recv()
-            model, source, grad_views, params = _build(**setup)
-            share = shares(source.batch_size, setup["config"]["processes"])[setup["index"]]
-            seed, index = setup["config"]["seed"], setup["index"]
-        except Exception:
-            connection.send(("error", traceback.format_exc()))
-            return
-        connection.send(("ready",))
-        while True:
-            message = connection.recv()
-            if message[0] != "step":
-                return
-            iteration = message[1]
-            try:
-                answer = share_pass(model, source, iteration, share, (seed, iteration, index))
-                for p, view in zip(params, grad_views):
-                    if p.grad is None:
-                        view[...] = 0
-                    else:
-                        np.copyto(view, p.grad)
-            except Exception:
-                connection.send(("error", traceback.format_exc()))
-            else:
-                connection.send(("done", *answer))
+        _, setup = connection.recv()
+        with cpu_threads(setup["threads"]):  # this process's share of the cores
+            _serve(connection, **setup)
     except (EOFError, OSError):
         return  # the trainer has gone
 
 
-def _build(config, preprocessing, index, names, trained, weights, grads, threads):
-    """The worker's model (its parameters views of the shared weights), its data source, and
-    the views its gradients go to, in the order of ``trained``."""
-    from ..engine.memory import keep_freed_memory
-    from ..models import MODELS
-    from .config import TrainConfig
-    from .sources import make_source
+def _serve(connection, config, preprocessing, index, names, trained, weights, grads, threads):
+    """Build the model on the shared weights, say ready, then answer steps until told to stop."""
+    try:
+        config = TrainConfig.from_dict(config)
+        source = make_source(config)
+        model, params = _model_on(SharedArrays(*weights), config, source.num_classes, preprocessing,
+                                  names, trained)
+        grad_views = SharedArrays(*grads).arrays
+        share = shares(config.batch_size, config.processes)[index]
+    except Exception:
+        connection.send(("error", traceback.format_exc()))
+        return
+    connection.send(("ready",))
+    while True:
+        message = connection.recv()
+        if message[0] != "step":
+            return
+        iteration = message[1]
+        try:
+            answer = share_pass(model, source, iteration, share, (config.seed, iteration, index))
+            for p, view in zip(params, grad_views):
+                if p.grad is None:
+                    view[...] = 0
+                else:
+                    np.copyto(view, p.grad)
+        except Exception:
+            connection.send(("error", traceback.format_exc()))
+        else:
+            connection.send(("done", *answer))
 
-    keep_freed_memory()
-    if threads:
-        from threadpoolctl import threadpool_limits
 
-        os.environ["MINIFCN_NUM_THREADS"] = str(threads)  # the engine's element-wise threads
-        threadpool_limits(limits=threads, user_api="blas")
-    config = TrainConfig.from_dict(config)
-    source = make_source(config)
-    model = MODELS[config.variant](source.num_classes, config.width, pad=config.pad,
-                                   dropout=config.dropout, learn_upsampling=config.learn_upsampling,
-                                   seed=config.seed, ops="engine").train()
+def _model_on(weights, config, num_classes, preprocessing, names, trained):
+    """The network of ``config`` with its parameters views of the shared ``weights`` (named
+    ``names``, in order), and its parameters named ``trained``, whose gradients go back."""
+    model = network_for_config(config, num_classes).train()
     model.preprocessing = preprocessing
     own = dict(model.named_parameters())
     if list(own) != list(names):
         raise RuntimeError(f"the worker's model has parameters {list(own)}, "
                            f"the trainer's {list(names)}")
-    for name, view in zip(names, SharedArrays(*weights).arrays):
+    for name, view in zip(names, weights.arrays):
         if own[name].shape != view.shape:
             raise RuntimeError(f"{name}: the worker's shape {own[name].shape}, "
                                f"the trainer's {view.shape}")
         own[name].data = view
-    return model, source, SharedArrays(*grads).arrays, [own[n] for n in trained]
+    return model, [own[n] for n in trained]

@@ -1,10 +1,10 @@
 """Data parallelism on one machine: each training batch split across CPU processes.
 
-A narrow network's training step is thousands of small NumPy calls, and one Python process
-runs one of them at a time (the interpreter lock), so a second thread gains little on it. A
-second *process* has an interpreter of its own. With ``processes=2`` and a batch of 4, each
-process computes the forward and backward of two images at the same time, and the step takes
-about as long as one share does.
+A narrow network's training step is thousands of small Python and NumPy calls (the demo's,
+about 12,700), and one Python process runs one of them at a time (the interpreter lock), so
+a second thread gains little on it. A second *process* has an interpreter of its own. With
+``processes=2`` and a batch of 4, each process computes the forward and backward of two
+images at the same time, and the step takes about as long as one share does.
 
 One step with P processes (the trainer's own, which takes share 0, and P - 1 workers):
 

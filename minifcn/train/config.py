@@ -218,7 +218,7 @@ def _skips_preset(variant):
 
 PRESETS = {
     # minifcn demo: a narrow FCN-8s from scratch, a few minutes on 2 CPU cores, two processes
-    # sharing each batch (about 6,900 iterations in the 4 minutes, 3,700-4,100 in one). Adam:
+    # sharing each batch (6,300-7,700 iterations in the 4 minutes, 3,700-4,100 in one). Adam:
     # at a fixed 3,600 iterations held-out mean IU 80.0, 81.7 and 75.5 (seeds 0-2) against
     # momentum SGD's 74.2 at lr 0.05 (docs/training.md, The demo's optimiser)
     "demo": TrainConfig(variant="fcn8s", width=1 / 16, pad=69, dropout=0.0, image_size=96,

@@ -16,7 +16,7 @@ from minifcn.cli import main
 from minifcn.errors import UsageError
 from minifcn.npzio import atomic_write, load_npz
 from minifcn.train import Trainer, TrainingDiverged, preset
-from minifcn.train import trainer as trainer_module
+from minifcn.train import processes as processes_module  # where a batch is scored
 from minifcn.train.guard import DivergenceGuard
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,14 +162,14 @@ def test_the_guard_tells_an_exploding_loss_from_a_noisy_one():
 
 
 def test_a_finite_exploding_loss_stops_the_run_before_it_is_saved(tmp_path, monkeypatch):
-    real = trainer_module.softmax_cross_entropy_forward
+    real = processes_module.softmax_cross_entropy_forward
     trainer = Trainer(QUICK.replace(iterations=12, checkpoint_every=2), tmp_path, progress=False)
 
     def explodes_at_iteration_6(*args, **kwargs):
         loss, cache = real(*args, **kwargs)
         return (1e15 if trainer.iteration == 5 else loss), cache
 
-    monkeypatch.setattr(trainer_module, "softmax_cross_entropy_forward", explodes_at_iteration_6)
+    monkeypatch.setattr(processes_module, "softmax_cross_entropy_forward", explodes_at_iteration_6)
     with pytest.raises(TrainingDiverged, match=r"iteration 6: the loss 1e\+15"):
         trainer.run()
     assert checkpoint_iteration(tmp_path) == 4  # saved once iteration 5 had passed the guard
@@ -179,8 +179,8 @@ def test_a_finite_exploding_loss_stops_the_run_before_it_is_saved(tmp_path, monk
 def test_a_resumed_run_knows_the_usual_loss_from_its_checkpoint(tmp_path, monkeypatch):
     Trainer(QUICK.replace(iterations=3), tmp_path, progress=False).run()
     resumed = Trainer.resume(tmp_path, progress=False, iterations=6)
-    real = trainer_module.softmax_cross_entropy_forward
-    monkeypatch.setattr(trainer_module, "softmax_cross_entropy_forward",
+    real = processes_module.softmax_cross_entropy_forward
+    monkeypatch.setattr(processes_module, "softmax_cross_entropy_forward",
                         lambda *args, **kwargs: (1e15, real(*args, **kwargs)[1]))
     with pytest.raises(TrainingDiverged, match=r"iteration 4: the loss 1e\+15 is over"):
         resumed.run()  # its first iteration already has a scale to compare with

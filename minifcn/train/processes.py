@@ -86,6 +86,34 @@ def threads_per_process(processes, current=None):
     return min(share, current) if current else share
 
 
+def scored_batch(model, source, iteration, share, dropout_key, reduction):
+    """The forward and loss of batch ``iteration``, or of its images ``share``.
+
+    Returns
+    -------
+    scores : (N, K, H, W) array
+    labels : (N, H, W) int64 array
+    loss : float
+        Over the valid pixels, their mean or sum as ``reduction`` says.
+    cache
+        What the loss's backward needs.
+    """
+    xp = model.xp
+    images, labels = source.batch(iteration, share)
+    x = preprocess(images, model.preprocessing, xp=xp).astype(model.dtype, copy=False)
+    labels = xp.asarray(labels)
+    model.reseed_dropout(*dropout_key)  # the masks depend on the key alone
+    scores = model(x)
+    loss, cache = softmax_cross_entropy_forward(scores, labels, IGNORE, None, reduction)
+    return scores, labels, loss, cache
+
+
+def pixel_counts(scores, labels):
+    """``(valid, correct)``: the pixels not ignored, and those the net classifies right."""
+    valid = labels != IGNORE
+    return int(valid.sum()), int(((scores.argmax(axis=1) == labels) & valid).sum())
+
+
 def share_pass(model, source, iteration, share, dropout_key):
     """Forward and backward of one share of batch ``iteration``, with the loss summed over pixels.
 
@@ -98,17 +126,9 @@ def share_pass(model, source, iteration, share, dropout_key):
     valid, correct : int
         Its valid pixels, and those the net classifies right.
     """
-    xp = model.xp
-    images, labels = source.batch(iteration, share)
-    x = preprocess(images, model.preprocessing, xp=xp).astype(model.dtype, copy=False)
-    labels = xp.asarray(labels)
-    model.reseed_dropout(*dropout_key)
-    scores = model(x)
-    loss, cache = softmax_cross_entropy_forward(scores, labels, IGNORE, None, "sum")
+    scores, labels, loss, cache = scored_batch(model, source, iteration, share, dropout_key, "sum")
     model.backward(softmax_cross_entropy_backward(1.0, cache), input_grad=False)
-    valid = labels != IGNORE
-    correct = (scores.argmax(axis=1) == labels) & valid
-    return float(loss), int(valid.sum()), int(correct.sum())
+    return (float(loss), *pixel_counts(scores, labels))
 
 
 class SharedArrays:

@@ -33,14 +33,14 @@ from ..models import MODELS
 from ..models.io import checked_preprocessing
 from ..models.state_dict import checked_values
 from ..npzio import atomic_write, load_npz, save_npz
-from ..ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
-from ..preprocess import Preprocessing, preprocess, scratch_preprocessing
+from ..ops import softmax_cross_entropy_backward
+from ..preprocess import Preprocessing, scratch_preprocessing
 from . import runfolder
 from .config import TrainConfig
 from .evaluate import evaluate
 from .guard import DivergenceGuard, TrainingDiverged
 from .optim import cooldown_factor, learning_rate, make_optimizer
-from .processes import ProcessGroup, usable_processes
+from .processes import ProcessGroup, pixel_counts, scored_batch, usable_processes
 from .sources import make_source
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -183,9 +183,7 @@ class Trainer:
             scores, labels, loss, cache = self._forward()
             self._check("loss", loss)
             model.backward(softmax_cross_entropy_backward(1.0, cache), input_grad=False)
-            valid = labels != 255
-            correct = float(((scores.argmax(axis=1) == labels) & valid).sum())
-            valid = float(valid.sum())
+            valid, correct = pixel_counts(scores, labels)
         grad_norm = self.optimizer.grad_norm()
         self._check("gradient norm", grad_norm)
         if self._checkpoint_due:
@@ -196,7 +194,7 @@ class Trainer:
         lr *= cooldown_factor(progress, cfg.cooldown)  # 1 unless a cool-down is set
         self.optimizer.step(lr)
         self.guard.record(loss, grad_norm)
-        return loss, correct / max(valid, 1.0), lr
+        return loss, correct / max(valid, 1), lr
 
     def _split_pass(self):
         """Forward and backward of batch ``self.iteration`` shared among ``config.processes``
@@ -218,14 +216,9 @@ class Trainer:
 
     def _forward(self):
         """Scores and loss of batch ``self.iteration``: ``(scores, labels, loss, loss cache)``."""
-        cfg, model, xp = self.config, self.model, self.model.xp
-        images, labels = self.source.batch(self.iteration)
-        x = preprocess(images, model.preprocessing, xp=xp).astype(model.dtype, copy=False)
-        labels = xp.asarray(labels)
-        model.reseed_dropout(cfg.seed, self.iteration)  # masks depend on (seed, iteration) only
-        scores = model(x)
-        loss, cache = softmax_cross_entropy_forward(scores, labels, 255, None, cfg.reduction)
-        return scores, labels, loss, cache
+        cfg = self.config
+        return scored_batch(self.model, self.source, self.iteration, None, (cfg.seed, self.iteration),
+                            cfg.reduction)
 
     def _check(self, quantity, value):
         reason = self.guard.check(quantity, value)
